@@ -1,0 +1,187 @@
+"""The `cds-service` command: serve, check, facts, evaluate, feedback-report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import CDSError
+from .settings import Settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="CDS Hooks 2.0 decision support for Ph+ ALL.",
+)
+
+
+def _fail(exc: CDSError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _read_bundle(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        typer.echo(f"error: cannot read {path}: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    if not isinstance(data, dict):
+        typer.echo(f"error: {path} does not hold a JSON object", err=True)
+        raise typer.Exit(code=2)
+    return data
+
+
+def _patient_id(bundle: dict[str, Any]) -> str | None:
+    if bundle.get("resourceType") == "Patient":
+        return str(bundle.get("id")) if bundle.get("id") else None
+    for entry in bundle.get("entry") or []:
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") == "Patient" and res.get("id"):
+            return str(res["id"])
+    return None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Run the service (uvicorn) with settings from CDS_* environment variables."""
+    import uvicorn
+
+    from .api import create_app
+    from .logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if workers > 1:
+        uvicorn.run(
+            "cds_service.api:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
+        return
+    try:
+        application = create_app(settings)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def check(
+    rules: Annotated[Path | None, typer.Option(help="Rules folder (default: bundled).")] = None,
+    cards: Annotated[Path | None, typer.Option(help="Card templates (default: bundled).")] = None,
+) -> None:
+    """Load and lint the rule set, render every card, run every rule's test cases."""
+    from .check import run_check
+    from .paths import cards_dir, rules_dir
+
+    settings = Settings()
+    try:
+        report = run_check(rules or rules_dir(settings), cards or cards_dir(settings))
+    except CDSError as exc:
+        _fail(exc)
+        return
+    typer.echo(report.format())
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def facts(
+    bundle: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) of one patient.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_of: Annotated[str | None, typer.Option(help="Evaluation date, YYYY-MM-DD.")] = None,
+) -> None:
+    """Print the clinical facts derived from a bundle, with provenance."""
+    from .facts.extract import extract_facts
+    from .facts.report import format_facts
+    from .fhir_input import build_record
+
+    data = _read_bundle(bundle)
+    record = build_record([data], _patient_id(data))
+    day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    typer.echo(format_facts(extract_facts(record, as_of=day), as_json=as_json))
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) of one patient.")],
+    hook: Annotated[str, typer.Option(help="patient-view, order-select or order-sign.")] = (
+        "order-select"
+    ),
+    order: Annotated[
+        str | None,
+        typer.Option(help="A draft order's id in the bundle, or a drug name to order."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the CDS Hooks response.")] = False,
+    as_of: Annotated[str | None, typer.Option(help="Evaluation date, YYYY-MM-DD.")] = None,
+) -> None:
+    """Run the rules offline over a synthetic bundle and print the cards."""
+    from .cards import CardRenderer
+    from .decide import evaluate_bundle
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+    from .wire import CDSResponse
+
+    if hook not in ("patient-view", "order-select", "order-sign"):
+        typer.echo(f"error: unknown hook {hook!r}", err=True)
+        raise typer.Exit(code=2)
+    settings = Settings()
+    try:
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+    except CDSError as exc:
+        _fail(exc)
+        return
+    renderer = CardRenderer(ruleset, cards_dir(settings))
+    day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    decision = evaluate_bundle(ruleset, renderer, _read_bundle(bundle), hook, order, day)
+    if as_json:
+        typer.echo(json.dumps(CDSResponse(cards=decision.cards).dump(), indent=2))
+        return
+    if not decision.cards:
+        typer.echo("no cards")
+    for card in decision.cards:
+        rule_id, version = decision.card_rules.get(card.uuid, ("?", "?"))
+        typer.echo(f"[{card.indicator.upper()}] {card.summary}   ({rule_id} v{version})")
+        if card.detail:
+            typer.echo("    " + card.detail.replace("\n", "\n    "))
+        typer.echo("")
+
+
+@app.command("feedback-report")
+def feedback_report() -> None:
+    """Cards issued and override rates per rule version, from the SQLite store."""
+    from .storage import Store
+
+    settings = Settings()
+    store = Store(settings.data_dir / "cds-service.sqlite3")
+    rows = store.outcomes_by_rule()
+    typer.echo(f"{'rule':40} {'ver':>4} {'issued':>7} {'accepted':>9} {'overridden':>11} {'rate':>6}")
+    for r in rows:
+        rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
+        typer.echo(
+            f"{r.rule_id:40} {r.rule_version:>4} {r.issued:>7} {r.accepted:>9} "
+            f"{r.overridden:>11} {rate:>6}"
+        )
+    store.close()
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `cds-service facts x.json | head`
+        sys.exit(0)

@@ -1,0 +1,178 @@
+"""Orchestration of one CDS Hooks call, free of FastAPI: envelope → prefetch → facts → cards.
+
+The HTTP layer (api.py) hands raw bytes in and gets a JSON-ready dict back; every failure is
+a CDSError that api.py turns into an OperationOutcome. Nothing here logs a body or a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from .auth import Authenticator, auth_disabled_warning
+from .cards import CardRenderer
+from .decide import Decision, decide
+from .discovery import Catalogue
+from .envelope import parse_envelope, parse_json, split_orders
+from .errors import HookMismatch, NotFound, RequestError
+from .fhir_input import build_record
+from .logs import correlation_id
+from .paths import cards_dir, rules_dir
+from .prefetch import resolve_prefetch
+from .ruleset.loader import RuleSet, load_ruleset
+from .settings import Settings
+from .storage import IssuedCard, Store
+from .trusted_clients import load_trusted_clients
+from .wire import CDSResponse, FeedbackRequest
+
+log = logging.getLogger("cds_service.service")
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@dataclass
+class CDSService:
+    settings: Settings
+    ruleset: RuleSet
+    renderer: CardRenderer
+    store: Store
+    catalogue: Catalogue
+    authenticator: Authenticator | None
+    transport: httpx.AsyncBaseTransport | None = None
+    """Injected into the FHIR client (tests); None = real network."""
+    today: Callable[[], dt.date] = _today
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        jwks_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> CDSService:
+        """Load rules, templates and trusted clients; refuse to start on any problem."""
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+        renderer = CardRenderer(ruleset, cards_dir(settings))
+        hooks = {h for r in ruleset.rules for h in r.hooks}
+        catalogue = Catalogue.build({h: ruleset.facts_for_hook(h) for h in hooks})
+        store = Store(settings.data_dir / "cds-service.sqlite3")
+        authenticator: Authenticator | None = None
+        if settings.auth == "on":
+            clients = load_trusted_clients(settings.trusted_clients)
+            authenticator = Authenticator(settings, clients, transport=jwks_transport)
+        else:
+            log.warning(auth_disabled_warning())
+        return cls(settings, ruleset, renderer, store, catalogue, authenticator, transport)
+
+    # -- authentication ----------------------------------------------------------------------
+
+    async def authenticate(self, authorization: str | None, audience: str) -> None:
+        """Verify the client JWT for `audience` (the URL invoked); no-op when auth is off."""
+        if self.authenticator is not None:
+            await self.authenticator.verify(authorization, audience)
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def discovery(self) -> dict[str, object]:
+        return self.catalogue.document
+
+    def known_service(self, service_id: str) -> None:
+        if service_id not in self.catalogue.services:
+            raise NotFound(f"no CDS service with id '{service_id}'; see GET /cds-services")
+
+    # -- a hook call -------------------------------------------------------------------------
+
+    async def handle(self, service_id: str, body: bytes) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.known_service(service_id)
+        service = self.catalogue.services[service_id]
+        request = parse_envelope(parse_json(body))
+        token = correlation_id.set(request.hook_instance)
+        try:
+            if request.hook != service.hook:
+                raise HookMismatch(
+                    f"service '{service_id}' answers hook '{service.hook}', "
+                    f"not '{request.hook}'"
+                )
+            templates = self.catalogue.templates[service_id]
+            prefetch = await resolve_prefetch(
+                templates,
+                request.prefetch,
+                request.context,
+                fhir_server=request.fhir_server,
+                fhir_authorization=request.fhir_authorization,
+                settings=self.settings,
+                required=tuple(templates),
+                transport=self.transport,
+            )
+            record = build_record(
+                [*prefetch.data.values(), *request.draft_support], request.patient_id
+            )
+            orders, context_orders = split_orders(request)
+            decision = decide(
+                self.ruleset,
+                self.renderer,
+                record,
+                hook=request.hook,
+                orders=orders,
+                context_orders=context_orders,
+                as_of=self.today(),
+            )
+            response = CDSResponse(cards=decision.cards).dump()
+            self._audit(service_id, request.hook_instance, decision)
+            log.info(
+                "hook answered",
+                extra={
+                    "service": service_id,
+                    "cards": len(decision.cards),
+                    "rules": sorted({rid for rid, _ in decision.card_rules.values()}),
+                    "fetched_keys": len(prefetch.fetched),
+                    "record_issues": len(record.issues) + len(request.issues),
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            return response
+        finally:
+            correlation_id.reset(token)
+
+    def _audit(self, service_id: str, hook_instance: str, decision: Decision) -> None:
+        by_uuid = {c.uuid: c for c in decision.cards}
+        self.store.record_cards(
+            service_id,
+            hook_instance,
+            (
+                IssuedCard(uuid, rule_id, str(version), by_uuid[uuid].indicator)
+                for uuid, (rule_id, version) in decision.card_rules.items()
+            ),
+        )
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def feedback(self, service_id: str, body: bytes) -> dict[str, Any]:
+        self.known_service(service_id)
+        data = parse_json(body)
+        try:
+            request = FeedbackRequest.model_validate(data)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            ]
+            raise RequestError("the feedback is not valid CDS Hooks feedback", details=problems)
+        stored = self.store.record_feedback(service_id, request.feedback)
+        log.info(
+            "feedback stored",
+            extra={"service": service_id, "items": len(request.feedback), "new": stored},
+        )
+        return {}
+
+    def close(self) -> None:
+        self.store.close()
