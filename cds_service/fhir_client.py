@@ -1,0 +1,222 @@
+"""FHIRClient: the small async FHIR read/search client that fills missing prefetch keys.
+
+It speaks to one FHIR server (the request's `fhirServer`) with one bearer token (the request's
+`fhirAuthorization.access_token`) and keeps that token there:
+
+- every URL it requests, the first query and every Bundle `next` link, must be on the base
+  URL's origin (scheme, host, port) and under its path; a `next` link elsewhere raises
+  FHIRClientError before any request is made, so the token never leaves for another host;
+- redirects are never followed (httpx `follow_redirects=False`): a 3xx answer is an error.
+  A FHIR API has no reason to redirect a read or a search, and following one, even to the same
+  origin, would add a path by which a token could be steered;
+- a plain-http base URL is refused unless `allow_http=True` (the `allow_http_fhir` setting,
+  for tests on 127.0.0.1): the token would travel unencrypted.
+
+Every failure (timeout, unreachable server, 401/403, 3xx, 4xx/5xx, a body that is not JSON or
+not a FHIR resource, a `next` chain that loops or runs past `max_pages`) raises
+FHIRClientError naming the query, never the token.
+"""
+
+from __future__ import annotations
+
+import re
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import orjson
+
+from cds_service.errors import FHIRClientError
+
+__all__ = ["FHIR_JSON", "FHIRClient", "FHIRClientError"]
+
+FHIR_JSON = "application/fhir+json"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 6750 b64token: what may stand after "Bearer " in an Authorization header.
+_ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme))
+
+
+class FHIRClient:
+    """Reads and searches on one FHIR server, presenting one bearer token (or none).
+
+    `max_pages` is how many Bundle `next` links one search may follow (so a search reads at
+    most `max_pages + 1` pages); a longer chain is an error, not a silent truncation.
+    Use as `async with FHIRClient(...) as client:`, or call `aclose()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str | None,
+        *,
+        call_timeout: float,
+        max_pages: int,
+        allow_http: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        try:
+            base = httpx.URL(base_url.rstrip("/"))
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise FHIRClientError("fhirServer is not a valid URL") from exc
+        if base.scheme not in _DEFAULT_PORTS or not base.host:
+            raise FHIRClientError("fhirServer must be an absolute http(s) URL")
+        if base.scheme == "http" and not allow_http:
+            raise FHIRClientError(
+                "fhirServer uses plain http; refusing to send FHIR requests without TLS "
+                "(CDS_ALLOW_HTTP_FHIR=true allows it for local testing)"
+            )
+        if base.query or base.fragment or base.userinfo:
+            raise FHIRClientError("fhirServer must not carry a query, fragment or credentials")
+        if access_token is not None and not _BEARER_TOKEN.fullmatch(access_token):
+            raise FHIRClientError("fhirAuthorization.access_token is not a valid bearer token")
+        if max_pages < 0:
+            raise ValueError("max_pages must be >= 0")
+        self.base_url = base
+        self._base_path = base.path.rstrip("/")
+        self._token = access_token
+        self._timeout = call_timeout
+        self._max_pages = max_pages
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(call_timeout),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def url_for(self, path_or_query: str) -> httpx.URL:
+        """The absolute URL of a relative query (`Observation?patient=1`), or of an absolute one
+        after checking that it lies under the base URL; FHIRClientError otherwise."""
+        absolute = _ABSOLUTE_URL.match(path_or_query) is not None
+        try:
+            url = httpx.URL(
+                path_or_query if absolute else f"{self.base_url}/{path_or_query.lstrip('/')}"
+            )
+        except httpx.InvalidURL as exc:
+            raise FHIRClientError(f"invalid FHIR URL in query {path_or_query!r}") from exc
+        path = url.path.rstrip("/")
+        under_base = path == self._base_path or path.startswith(f"{self._base_path}/")
+        dot_segment = any(part in (".", "..") for part in path.split("/"))
+        if _origin(url) != _origin(self.base_url) or not under_base or dot_segment or url.userinfo:
+            raise FHIRClientError(
+                f"refusing to request {path_or_query!r}: it is not under the fhirServer URL, "
+                "and the access token is only ever sent there"
+            )
+        return url
+
+    async def get(self, path_or_query: str) -> dict[str, Any]:
+        """GET one FHIR resource (a read, or one page of a search) as a dict."""
+        return await self._get(self.url_for(path_or_query), path_or_query)
+
+    async def search_all(self, query: str) -> list[dict[str, Any]]:
+        """Run a search and return the resources of every page (following `next` links)."""
+        bundle = await self.fetch(query)
+        if bundle.get("resourceType") != "Bundle":
+            raise FHIRClientError(f"FHIR search {query!r} did not return a Bundle")
+        return [
+            e["resource"] for e in bundle.get("entry", []) if isinstance(e.get("resource"), dict)
+        ]
+
+    async def fetch(self, query: str) -> dict[str, Any]:
+        """GET `query`; a searchset Bundle is returned whole: one Bundle holding the entries of
+        every page, `total` kept, links dropped. Any other resource is returned as read."""
+        first = await self.get(query)
+        if first.get("resourceType") != "Bundle" or first.get("type") != "searchset":
+            return first
+        entries = list(_entries(first, query))
+        seen = {str(self.url_for(query))}
+        page = first
+        followed = 0
+        while (next_url := _next_link(page, query)) is not None:
+            url = self.url_for(next_url)
+            if str(url) in seen:
+                raise FHIRClientError(f"FHIR search {query!r}: Bundle next links loop")
+            if followed >= self._max_pages:
+                raise FHIRClientError(
+                    f"FHIR search {query!r} has more than {self._max_pages + 1} pages"
+                )
+            seen.add(str(url))
+            followed += 1
+            page = await self._get(url, query)
+            if page.get("resourceType") != "Bundle":
+                raise FHIRClientError(f"FHIR search {query!r}: a next page is not a Bundle")
+            entries.extend(_entries(page, query))
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+        if isinstance(first.get("total"), int):
+            bundle["total"] = first["total"]
+        if entries:
+            bundle["entry"] = entries
+        return bundle
+
+    async def _get(self, url: httpx.URL, query: str) -> dict[str, Any]:
+        headers = {"Accept": FHIR_JSON}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = await self._http.get(url, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise FHIRClientError(
+                f"FHIR request {query!r} timed out after {self._timeout:g}s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise FHIRClientError(
+                f"FHIR request {query!r} failed: {type(exc).__name__} (server unreachable?)"
+            ) from exc
+        return _parse(response, query)
+
+
+def _parse(response: httpx.Response, query: str) -> dict[str, Any]:
+    status = response.status_code
+    if status in (401, 403):
+        raise FHIRClientError(f"FHIR server refused the access token for {query!r} (HTTP {status})")
+    if 300 <= status < 400:
+        raise FHIRClientError(
+            f"FHIR server redirected {query!r} (HTTP {status}); redirects are not followed"
+        )
+    if status != 200:
+        raise FHIRClientError(f"FHIR server answered HTTP {status} to {query!r}")
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise FHIRClientError(f"FHIR server sent a non-JSON body for {query!r}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        raise FHIRClientError(f"FHIR server sent something that is not a resource for {query!r}")
+    return body
+
+
+def _entries(bundle: dict[str, Any], query: str) -> list[dict[str, Any]]:
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise FHIRClientError(f"FHIR search {query!r} returned a malformed Bundle.entry")
+    return entries
+
+
+def _next_link(bundle: dict[str, Any], query: str) -> str | None:
+    links = bundle.get("link", [])
+    if not isinstance(links, list):
+        raise FHIRClientError(f"FHIR search {query!r} returned a malformed Bundle.link")
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if not isinstance(url, str) or not url:
+                raise FHIRClientError(f"FHIR search {query!r} returned an empty next link")
+            return url
+    return None

@@ -1,0 +1,268 @@
+"""FHIRClient against pytest-httpx: paging, failures, and the token staying on its server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from cds_service.fhir_client import FHIRClient, FHIRClientError
+
+BASE = "https://ehr.example.org/fhir/r4"
+TOKEN = "s3cr3t-Token.value"
+QUERY = "Observation?patient=123"
+T = TypeVar("T")
+
+
+def run(
+    call: Callable[[FHIRClient], Awaitable[T]],
+    *,
+    base: str = BASE,
+    token: str | None = TOKEN,
+    max_pages: int = 5,
+    allow_http: bool = False,
+) -> T:
+    async def go() -> T:
+        async with FHIRClient(
+            base, token, call_timeout=1.0, max_pages=max_pages, allow_http=allow_http
+        ) as client:
+            return await call(client)
+
+    return asyncio.run(go())
+
+
+def fails(call: Callable[[FHIRClient], Awaitable[Any]], **kwargs: Any) -> str:
+    """Run `call`, expect FHIRClientError, return its message (checked never to hold the token)."""
+    with pytest.raises(FHIRClientError) as info:
+        run(call, **kwargs)
+    message = str(info.value)
+    assert TOKEN not in message
+    return message
+
+
+def obs(i: int) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": f"o{i}", "status": "final"}
+
+
+def page(ids: range, next_url: str | None = None, total: int | None = None) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": obs(i)} for i in ids],
+    }
+    if total is not None:
+        bundle["total"] = total
+    if next_url:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    return bundle
+
+
+def foreign_requests(httpx_mock: HTTPXMock) -> list[httpx.Request]:
+    return [r for r in httpx_mock.get_requests() if r.url.host != "ehr.example.org"]
+
+
+# --- happy paths ------------------------------------------------------------------------------
+
+
+def test_pagination_follows_next_links_and_assembles_one_bundle(httpx_mock: HTTPXMock) -> None:
+    p2 = f"{BASE}/Observation?patient=123&_page=2"
+    p3 = f"{BASE}/Observation?patient=123&_page=3"
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", json=page(range(0, 2), p2, total=5))
+    httpx_mock.add_response(url=p2, json=page(range(2, 4), p3))
+    httpx_mock.add_response(url=p3, json=page(range(4, 5)))
+
+    bundle = run(lambda c: c.fetch(QUERY))
+
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
+    assert bundle["total"] == 5
+    assert [e["resource"]["id"] for e in bundle["entry"]] == ["o0", "o1", "o2", "o3", "o4"]
+    assert "link" not in bundle
+    requests = httpx_mock.get_requests()
+    assert len(requests) == 3
+    for request in requests:
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["Accept"] == "application/fhir+json"
+
+
+def test_search_all_returns_the_resources_of_every_page(httpx_mock: HTTPXMock) -> None:
+    p2 = f"{BASE}/Observation?patient=123&_page=2"
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", json=page(range(0, 3), p2))
+    httpx_mock.add_response(url=p2, json=page(range(3, 4)))
+
+    resources = run(lambda c: c.search_all(QUERY))
+
+    assert [r["id"] for r in resources] == ["o0", "o1", "o2", "o3"]
+
+
+def test_read_returns_the_resource(httpx_mock: HTTPXMock) -> None:
+    patient = {"resourceType": "Patient", "id": "123"}
+    httpx_mock.add_response(url=f"{BASE}/Patient/123", json=patient)
+
+    assert run(lambda c: c.get("Patient/123")) == patient
+
+
+def test_search_with_a_url_valued_parameter_is_a_relative_query(httpx_mock: HTTPXMock) -> None:
+    query = "Observation?patient=123&code=http://loinc.org|12345-6"
+    httpx_mock.add_response(json=page(range(0, 1)))
+
+    run(lambda c: c.fetch(query))
+
+    (request,) = httpx_mock.get_requests()
+    assert request.url.host == "ehr.example.org"
+    assert request.url.path == "/fhir/r4/Observation"
+    assert request.url.params["code"] == "http://loinc.org|12345-6"
+
+
+def test_open_server_gets_no_authorization_header(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{BASE}/Patient/1", json={"resourceType": "Patient", "id": "1"})
+
+    run(lambda c: c.get("Patient/1"), token=None)
+
+    (request,) = httpx_mock.get_requests()
+    assert "Authorization" not in request.headers
+
+
+def test_plain_http_needs_allow_http(httpx_mock: HTTPXMock) -> None:
+    base = "http://127.0.0.1:8080/fhir"
+    message = fails(lambda c: c.get("Patient/1"), base=base)
+    assert "plain http" in message
+    assert httpx_mock.get_requests() == []
+
+    httpx_mock.add_response(url=f"{base}/Patient/1", json={"resourceType": "Patient", "id": "1"})
+    assert run(lambda c: c.get("Patient/1"), base=base, allow_http=True)["id"] == "1"
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["ftp://ehr.example.org/fhir", "ehr.example.org/fhir", "https://ehr.example.org/fhir?x=1"],
+)
+def test_unusable_base_urls_are_refused(base: str) -> None:
+    with pytest.raises(FHIRClientError, match="fhirServer"):
+        FHIRClient(base, TOKEN, call_timeout=1, max_pages=1)
+
+
+def test_token_that_is_not_a_bearer_token_is_refused_without_echoing_it() -> None:
+    bad = "abc\r\nX-Injected: 1"
+    with pytest.raises(FHIRClientError) as info:
+        FHIRClient(BASE, bad, call_timeout=1, max_pages=1)
+    assert "abc" not in str(info.value)
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def test_timeout_is_an_error_naming_the_query(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ReadTimeout("read timed out"))
+
+    message = fails(lambda c: c.fetch(QUERY))
+
+    assert QUERY in message and "timed out" in message
+
+
+def test_unreachable_server_is_an_error(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("connection refused"))
+
+    assert QUERY in fails(lambda c: c.fetch(QUERY))
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_token_is_an_error(httpx_mock: HTTPXMock, status: int) -> None:
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"code": "login"}]}
+    httpx_mock.add_response(status_code=status, json=outcome)
+
+    message = fails(lambda c: c.fetch(QUERY))
+
+    assert f"HTTP {status}" in message and "refused the access token" in message
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 404, 400])
+def test_error_statuses_are_errors(httpx_mock: HTTPXMock, status: int) -> None:
+    httpx_mock.add_response(status_code=status, json={"resourceType": "OperationOutcome"})
+
+    assert f"HTTP {status}" in fails(lambda c: c.fetch(QUERY))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"<html>gateway</html>", "non-JSON"),
+        (b"", "non-JSON"),
+        (b"[1, 2]", "not a resource"),
+        (b'{"hello": "world"}', "not a resource"),
+        (b'{"resourceType": 7}', "not a resource"),
+    ],
+)
+def test_garbage_bodies_are_errors(httpx_mock: HTTPXMock, body: bytes, expected: str) -> None:
+    httpx_mock.add_response(content=body, headers={"Content-Type": "application/fhir+json"})
+
+    assert expected in fails(lambda c: c.fetch(QUERY))
+
+
+def test_malformed_bundle_entries_are_an_error(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"resourceType": "Bundle", "type": "searchset", "entry": [1]})
+
+    assert "malformed" in fails(lambda c: c.fetch(QUERY))
+
+
+def test_next_link_cycle_is_an_error(httpx_mock: HTTPXMock) -> None:
+    p2 = f"{BASE}/Observation?patient=123&_page=2"
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", json=page(range(0, 1), p2))
+    httpx_mock.add_response(url=p2, json=page(range(1, 2), f"{BASE}/{QUERY}"))
+
+    assert "loop" in fails(lambda c: c.fetch(QUERY))
+    assert len(httpx_mock.get_requests()) == 2
+
+
+def test_next_links_past_max_pages_are_an_error(httpx_mock: HTTPXMock) -> None:
+    def endless(request: httpx.Request) -> httpx.Response:
+        n = len(httpx_mock.get_requests())
+        return httpx.Response(200, json=page(range(0, 1), f"{BASE}/Observation?_page={n}"))
+
+    httpx_mock.add_callback(endless, is_reusable=True)
+
+    assert "more than 4 pages" in fails(lambda c: c.fetch(QUERY), max_pages=3)
+    assert len(httpx_mock.get_requests()) == 4
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://evil.example.net/fhir/r4/Observation?page=2",
+        "https://ehr.example.org.evil.example.net/fhir/r4/Observation?page=2",
+        "https://ehr.example.org:8443/fhir/r4/Observation?page=2",
+        "http://ehr.example.org/fhir/r4/Observation?page=2",
+        "https://ehr.example.org/other/Observation?page=2",
+        "https://ehr.example.org/fhir/r4/../../admin?page=2",
+        "https://user:pw@ehr.example.org/fhir/r4/Observation?page=2",
+    ],
+)
+def test_next_link_off_the_server_is_not_followed(httpx_mock: HTTPXMock, next_url: str) -> None:
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", json=page(range(0, 1), next_url))
+
+    assert "not under the fhirServer URL" in fails(lambda c: c.fetch(QUERY))
+
+    (request,) = httpx_mock.get_requests()
+    assert request.url == httpx.URL(f"{BASE}/{QUERY}")
+    assert foreign_requests(httpx_mock) == []
+
+
+def test_absolute_query_off_the_server_is_not_requested(httpx_mock: HTTPXMock) -> None:
+    fails(lambda c: c.get("https://evil.example.net/fhir/r4/Patient/1"))
+
+    assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize(
+    "location", ["https://evil.example.net/fhir/r4/Observation", f"{BASE}/Observation?x=1"]
+)
+def test_redirects_are_errors_and_not_followed(httpx_mock: HTTPXMock, location: str) -> None:
+    httpx_mock.add_response(status_code=302, headers={"Location": location})
+
+    assert "redirect" in fails(lambda c: c.fetch(QUERY))
+
+    assert len(httpx_mock.get_requests()) == 1
+    assert foreign_requests(httpx_mock) == []
