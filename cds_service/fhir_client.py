@@ -19,6 +19,7 @@ FHIRClientError naming the query, never the token.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from types import TracebackType
 from typing import Any, Self
@@ -171,8 +172,9 @@ class FHIRClient:
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            response = await self._http.get(url, headers=headers)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.get(url, headers=headers)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise FHIRClientError(
                 f"FHIR request {query!r} timed out after {self._timeout:g}s"
             ) from exc

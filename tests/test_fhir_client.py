@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,10 +26,11 @@ def run(
     token: str | None = TOKEN,
     max_pages: int = 5,
     allow_http: bool = False,
+    call_timeout: float = 1.0,
 ) -> T:
     async def go() -> T:
         async with FHIRClient(
-            base, token, call_timeout=1.0, max_pages=max_pages, allow_http=allow_http
+            base, token, call_timeout=call_timeout, max_pages=max_pages, allow_http=allow_http
         ) as client:
             return await call(client)
 
@@ -161,6 +163,18 @@ def test_timeout_is_an_error_naming_the_query(httpx_mock: HTTPXMock) -> None:
     message = fails(lambda c: c.fetch(QUERY))
 
     assert QUERY in message and "timed out" in message
+
+
+def test_a_slow_answer_is_cut_at_the_call_timeout(httpx_mock: HTTPXMock) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=page(range(0, 1)))
+
+    httpx_mock.add_callback(slow)
+    started = time.monotonic()
+
+    assert "timed out after 0.1s" in fails(lambda c: c.fetch(QUERY), call_timeout=0.1)
+    assert time.monotonic() - started < 2
 
 
 def test_unreachable_server_is_an_error(httpx_mock: HTTPXMock) -> None:
