@@ -222,8 +222,17 @@ def parse_jwk_set(data: object) -> tuple[dict[str, PublicJWK], list[str]]:
     return keys, problems
 
 
-def load_trusted_clients(path: Path) -> TrustedClients:
-    """Load and validate the trusted-clients file; ConfigError lists every problem found."""
+def load_trusted_clients(path: Path | None) -> TrustedClients:
+    """Load and validate the trusted-clients file; ConfigError lists every problem found.
+
+    `path` None (CDS_TRUSTED_CLIENTS unset) is itself a ConfigError that says what to set.
+    """
+    if path is None:
+        raise ConfigError(
+            "CDS_TRUSTED_CLIENTS is not set: with CDS_AUTH=on the service needs the file "
+            "listing the CDS clients it trusts (see examples/trusted-clients.yaml); "
+            "CDS_AUTH=off is for local use only"
+        )
     document = _read_document(path)
     problems: list[str] = []
     clients = _parse_document(document, path.parent, problems)
@@ -234,12 +243,6 @@ def load_trusted_clients(path: Path) -> TrustedClients:
 
 def trusted_clients_from_settings(settings: Settings) -> TrustedClients:
     """The allow-list named by settings.trusted_clients (CDS_TRUSTED_CLIENTS)."""
-    if settings.trusted_clients is None:
-        raise ConfigError(
-            "CDS_TRUSTED_CLIENTS is not set: with CDS_AUTH=on the service needs the file "
-            "listing the CDS clients it trusts (see examples/trusted-clients.yaml); "
-            "CDS_AUTH=off is for local use only"
-        )
     return load_trusted_clients(settings.trusted_clients)
 
 
