@@ -29,7 +29,7 @@ from .prefetch import resolve_prefetch
 from .ruleset.loader import RuleSet, load_ruleset
 from .settings import Settings
 from .storage import IssuedCard, Store
-from .trusted_clients import load_trusted_clients
+from .trusted_clients import TrustedClients, load_trusted_clients
 from .wire import CDSResponse, FeedbackRequest
 
 log = logging.getLogger("cds_service.service")
@@ -67,7 +67,15 @@ class CDSService:
         store = Store(settings.data_dir / "cds-service.sqlite3")
         authenticator: Authenticator | None = None
         if settings.auth == "on":
-            clients = load_trusted_clients(settings.trusted_clients)
+            if settings.trusted_clients is None:
+                log.warning(
+                    "CDS_AUTH=on and CDS_TRUSTED_CLIENTS is not set: no client is trusted, so "
+                    "every call will be refused with 401. Name the trusted-clients file in "
+                    "CDS_TRUSTED_CLIENTS (see examples/trusted-clients.yaml)."
+                )
+                clients = TrustedClients(())
+            else:
+                clients = load_trusted_clients(settings.trusted_clients)
             authenticator = Authenticator(settings, clients, transport=jwks_transport)
         else:
             log.warning(auth_disabled_warning())
