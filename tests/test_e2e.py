@@ -1,0 +1,130 @@
+"""End to end: `cds-service serve` as a real process, a real FHIR server (node) on 127.0.0.1.
+
+The service fetches missing prefetch from the FHIR server with the bearer token, answers 412
+when the FHIR server refuses the token or cannot be reached, and checks client JWTs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.fhir_server import running_fhir_server
+from tests.support.jwt_factory import SigningClient, write_trusted_clients
+from tests.support.patients import draft_order, hook_request, t315i_record
+
+pytestmark = pytest.mark.e2e
+
+EHR = SigningClient(iss="https://ehr.example.org")
+FHIR_TOKEN = "fhir-token-e2e"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("svc")
+    trusted = write_trusted_clients(tmp, [EHR.trusted_entry()])
+    port = _free_port()
+    exe = shutil.which("cds-service")
+    cmd = [exe] if exe else [sys.executable, "-c", "from cds_service.cli import main; main()"]
+    env = {
+        **os.environ,
+        "CDS_DATA_DIR": str(tmp / "data"),
+        "CDS_AUTH": "on",
+        "CDS_TRUSTED_CLIENTS": str(trusted),
+        "CDS_ALLOW_HTTP_FHIR": "true",
+    }
+    log = (tmp / "service.log").open("wb")
+    proc = subprocess.Popen(
+        [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp / "service.log").read_text())
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("service did not start: " + (tmp / "service.log").read_text())
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        service_log = (tmp / "service.log").read_text()
+        assert FHIR_TOKEN not in service_log, "a FHIR token reached the log"
+        assert "Thr315Ile" not in service_log, "patient data reached the log"
+
+
+def _post(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(base + path, json=body, headers={"Authorization": EHR.bearer(base + path)},
+                      timeout=15)
+
+
+SELECT = "/cds-services/phall-order-select"
+
+
+def test_discovery_over_real_http(service: str) -> None:
+    r = httpx.get(service + "/cds-services",
+                  headers={"Authorization": EHR.bearer(service + "/cds-services")})
+    assert r.status_code == 200
+    assert len(r.json()["services"]) == 3
+    assert httpx.get(service + "/cds-services").status_code == 401
+
+
+@pytest.mark.req("34", "54", "61")
+def test_fetch_path_with_bearer_token(service: str) -> None:
+    with running_fhir_server(t315i_record(), FHIR_TOKEN) as fhir:
+        body = hook_request("order-select", prefetch=None, orders=[draft_order("dasatinib")],
+                            fhir_server=fhir, token=FHIR_TOKEN)
+        r = _post(service, SELECT, body)
+        assert r.status_code == 200, r.text
+        critical = [c for c in r.json()["cards"] if c["indicator"] == "critical"]
+        assert critical and "T315I" in critical[0]["summary"]
+
+        body["fhirAuthorization"]["access_token"] = "wrong-token"
+        r = _post(service, SELECT, body)
+        assert r.status_code == 412, r.text
+        assert r.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.req("54")
+def test_unreachable_fhir_server_is_412(service: str) -> None:
+    body = hook_request("order-select", prefetch=None, orders=[draft_order("dasatinib")],
+                        fhir_server=f"http://127.0.0.1:{_free_port()}", token=FHIR_TOKEN)
+    r = _post(service, SELECT, body)
+    assert r.status_code == 412
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_feedback_over_real_http(service: str) -> None:
+    with running_fhir_server(t315i_record(), FHIR_TOKEN) as fhir:
+        body = hook_request("order-select", prefetch=None, orders=[draft_order("dasatinib")],
+                            fhir_server=fhir, token=FHIR_TOKEN)
+        card = _post(service, SELECT, body).json()["cards"][0]
+    fb = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                        "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
+    assert _post(service, SELECT + "/feedback", fb).status_code == 200
