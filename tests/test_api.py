@@ -11,12 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from pytest_httpx import HTTPXMock
 
 from cds_service.prefetch import validate_template
 from cds_service.wire import CDSResponse
 from tests.support.app import (
+    TestClient,
     assert_no_null_or_empty,
     assert_operation_outcome,
     make_client,

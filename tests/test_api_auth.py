@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from tests.support.app import assert_operation_outcome, make_client
+from tests.support.app import TestClient, assert_operation_outcome, make_client
 from tests.support.jwt_factory import SigningClient, rs384_keypair, write_trusted_clients
 from tests.support.patients import hook_request
 
