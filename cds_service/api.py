@@ -42,7 +42,9 @@ class JSONBytes(Response):
         return orjson.dumps(content)
 
 
-def _outcome_response(status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _outcome_response(
+    status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         orjson.dumps(outcome),
         status_code=status,

@@ -170,7 +170,9 @@ def feedback_report() -> None:
     settings = Settings()
     store = Store(settings.data_dir / "cds-service.sqlite3")
     rows = store.outcomes_by_rule()
-    typer.echo(f"{'rule':40} {'ver':>4} {'issued':>7} {'accepted':>9} {'overridden':>11} {'rate':>6}")
+    typer.echo(
+        f"{'rule':40} {'ver':>4} {'issued':>7} {'accepted':>9} {'overridden':>11} {'rate':>6}"
+    )
     for r in rows:
         rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
         typer.echo(

@@ -108,8 +108,7 @@ class CDSService:
         try:
             if request.hook != service.hook:
                 raise HookMismatch(
-                    f"service '{service_id}' answers hook '{service.hook}', "
-                    f"not '{request.hook}'"
+                    f"service '{service_id}' answers hook '{service.hook}', not '{request.hook}'"
                 )
             templates = self.catalogue.templates[service_id]
             prefetch = await resolve_prefetch(
@@ -174,7 +173,9 @@ class CDSService:
             problems = [
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
             ]
-            raise RequestError("the feedback is not valid CDS Hooks feedback", details=problems)
+            raise RequestError(
+                "the feedback is not valid CDS Hooks feedback", details=problems
+            ) from None
         stored = self.store.record_feedback(service_id, request.feedback)
         log.info(
             "feedback stored",

@@ -80,7 +80,7 @@ class Action(_Strict):
     type: Literal["create", "update", "delete"]
     description: str
     resource: dict[str, Any] | None = None
-    resourceId: str | None = None  # noqa: N815 (wire name)
+    resourceId: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Action:
@@ -96,7 +96,7 @@ class Action(_Strict):
 class Suggestion(_Strict):
     label: str
     uuid: str = Field(default_factory=new_uuid)
-    isRecommended: bool | None = None  # noqa: N815
+    isRecommended: bool | None = None
     actions: list[Action] | None = Field(default=None, min_length=1)
 
 
@@ -104,7 +104,7 @@ class Link(_Strict):
     label: str
     url: str
     type: Literal["absolute", "smart"]
-    appContext: str | None = None  # noqa: N815
+    appContext: str | None = None
 
     _url = field_validator("url")(_absolute_url)
 
@@ -122,8 +122,8 @@ class Card(_Strict):
     indicator: Indicator
     source: Source
     suggestions: list[Suggestion] | None = Field(default=None, min_length=1)
-    selectionBehavior: Literal["at-most-one", "any"] | None = None  # noqa: N815
-    overrideReasons: list[OverrideReason] | None = Field(default=None, min_length=1)  # noqa: N815
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[OverrideReason] | None = Field(default=None, min_length=1)
     links: list[Link] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -132,15 +132,15 @@ class Card(_Strict):
             raise ValueError("selectionBehavior is required when suggestions are present")
         if not self.suggestions and self.selectionBehavior is not None:
             raise ValueError("selectionBehavior without suggestions")
-        if self.selectionBehavior == "at-most-one" and self.suggestions:
-            if sum(1 for s in self.suggestions if s.isRecommended) > 1:
-                raise ValueError("several recommended suggestions need selectionBehavior any")
+        recommended = sum(1 for s in self.suggestions or () if s.isRecommended)
+        if self.selectionBehavior == "at-most-one" and recommended > 1:
+            raise ValueError("several recommended suggestions need selectionBehavior any")
         return self
 
 
 class CDSResponse(_Strict):
     cards: list[Card]
-    systemActions: list[Action] | None = Field(default=None, min_length=1)  # noqa: N815
+    systemActions: list[Action] | None = Field(default=None, min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -151,7 +151,7 @@ class ServiceDescriptor(_Strict):
     description: str
     id: str
     prefetch: dict[str, str] | None = None
-    usageRequirements: str | None = None  # noqa: N815
+    usageRequirements: str | None = None
 
 
 class Discovery(_Strict):
@@ -175,7 +175,7 @@ class FeedbackCoding(_Lenient):
 
 class OverrideReasonFeedback(_Lenient):
     reason: FeedbackCoding | None = None
-    userComment: str | None = None  # noqa: N815
+    userComment: str | None = None
 
 
 class AcceptedSuggestion(_Lenient):
@@ -185,9 +185,9 @@ class AcceptedSuggestion(_Lenient):
 class FeedbackItem(_Lenient):
     card: str = Field(min_length=1)
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None  # noqa: N815
-    overrideReason: OverrideReasonFeedback | None = None  # noqa: N815
-    outcomeTimestamp: str = Field(min_length=1)  # noqa: N815
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: OverrideReasonFeedback | None = None
+    outcomeTimestamp: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _outcome_shape(self) -> FeedbackItem:

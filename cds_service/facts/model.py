@@ -21,7 +21,14 @@ FactKind = Literal["tri", "enum", "number", "set"]
 FactValue = str | float | frozenset[str] | None
 
 # Canonical ingredient names used everywhere (value sets, orders, rules).
-TKIS: tuple[str, ...] = ("imatinib", "dasatinib", "nilotinib", "bosutinib", "ponatinib", "asciminib")
+TKIS: tuple[str, ...] = (
+    "imatinib",
+    "dasatinib",
+    "nilotinib",
+    "bosutinib",
+    "ponatinib",
+    "asciminib",
+)
 CD19_CART: tuple[str, ...] = (
     "tisagenlecleucel",
     "brexucabtagene_autoleucel",
@@ -116,42 +123,115 @@ class FactSpec:
 
 _TRI = ("yes", "no", "unknown")
 _EXPOSURE = ("current", "past", "never")
-_EXPOSURE_NOTE = (
-    " 'never' means no record of it in the data supplied, not a proven absence."
-)
+_EXPOSURE_NOTE = " 'never' means no record of it in the data supplied, not a proven absence."
 
 
 def _catalogue() -> dict[str, FactSpec]:
     c: dict[str, FactSpec] = {
-        "diagnosis.b_all": FactSpec("tri", "B-cell ALL recorded (SNOMED 91857003, ICD-10-CM C91.0x).", _TRI),
-        "diagnosis.cml": FactSpec("tri", "CML, BCR::ABL1-positive, recorded (C92.1x, SNOMED 92818009).", _TRI),
-        "diagnosis.cml_lymphoid_blast": FactSpec("tri", "CML in lymphoid blast phase recorded.", _TRI),
-        "relapse": FactSpec("tri", "Relapse recorded (C91.02, relapse Condition or disease-status Observation); date = latest.", _TRI),
-        "ph_status": FactSpec("enum", "Philadelphia chromosome / BCR::ABL1 status.", ("positive", "negative", "unknown")),
-        "bcr_abl1.transcript": FactSpec("enum", "BCR::ABL1 transcript type.", ("p190", "p210", "other", "unknown")),
-        "bcr_abl1.latest": FactSpec("number", "Latest quantitative BCR::ABL1 ratio (%), date = its effective date."),
-        "bcr_abl1.trend": FactSpec("enum", "Trend of the last quantitative BCR::ABL1 results; date = latest.", ("rising", "falling", "stable", "unknown")),
+        "diagnosis.b_all": FactSpec(
+            "tri", "B-cell ALL recorded (SNOMED 91857003, ICD-10-CM C91.0x).", _TRI
+        ),
+        "diagnosis.cml": FactSpec(
+            "tri", "CML, BCR::ABL1-positive, recorded (C92.1x, SNOMED 92818009).", _TRI
+        ),
+        "diagnosis.cml_lymphoid_blast": FactSpec(
+            "tri", "CML in lymphoid blast phase recorded.", _TRI
+        ),
+        "relapse": FactSpec(
+            "tri",
+            "Relapse recorded (C91.02, relapse Condition or disease-status Observation); date = latest.",
+            _TRI,
+        ),
+        "ph_status": FactSpec(
+            "enum",
+            "Philadelphia chromosome / BCR::ABL1 status.",
+            ("positive", "negative", "unknown"),
+        ),
+        "bcr_abl1.transcript": FactSpec(
+            "enum", "BCR::ABL1 transcript type.", ("p190", "p210", "other", "unknown")
+        ),
+        "bcr_abl1.latest": FactSpec(
+            "number", "Latest quantitative BCR::ABL1 ratio (%), date = its effective date."
+        ),
+        "bcr_abl1.trend": FactSpec(
+            "enum",
+            "Trend of the last quantitative BCR::ABL1 results; date = latest.",
+            ("rising", "falling", "stable", "unknown"),
+        ),
         "tki.current": FactSpec("set", "TKIs currently taken (canonical names).", TKIS),
         "tki.any": FactSpec("set", "TKIs ever recorded, current or past.", TKIS),
-        "tki.switch": FactSpec("tri", "A change from one TKI to another is recorded; date = start of the newest TKI.", _TRI),
-        "abl1.t315i": FactSpec("tri", "ABL1 T315I detected (yes), tested and absent (no), or no result (unknown).", _TRI),
-        "abl1.mutations": FactSpec("set", "ABL1 kinase-domain mutations detected, one-letter protein form (e.g. T315I)."),
-        "abl1.mutation_test": FactSpec("tri", "An ABL1 kinase-domain mutation result exists; date = latest result.", _TRI),
-        "cns.involvement": FactSpec("tri", "CNS leukemic involvement (CSF blasts, CSF cytology/flow, CNS Condition); date = latest.", _TRI),
-        "extramedullary.involvement": FactSpec("tri", "Extramedullary involvement outside the CNS; date = latest.", _TRI),
-        "extramedullary.sites": FactSpec("set", "Extramedullary sites recorded.", ("cns", "testis", "skin", "other")),
-        "cd19.status": FactSpec("enum", "CD19 on blasts, latest result; date = its date.", ("positive", "negative", "dim", "unknown")),
-        "cd19_directed": FactSpec("enum", "Latest exposure to any CD19-directed therapy (blinatumomab, CD19 CAR-T); date = its start." + _EXPOSURE_NOTE, _EXPOSURE),
-        "blinatumomab.response": FactSpec("enum", "Recorded response to blinatumomab.", ("response", "no_response", "unknown")),
-        "hsct.allogeneic": FactSpec("tri", "Allogeneic HSCT recorded (procedure, Z94.84); date = latest.", _TRI),
+        "tki.switch": FactSpec(
+            "tri",
+            "A change from one TKI to another is recorded; date = start of the newest TKI.",
+            _TRI,
+        ),
+        "abl1.t315i": FactSpec(
+            "tri",
+            "ABL1 T315I detected (yes), tested and absent (no), or no result (unknown).",
+            _TRI,
+        ),
+        "abl1.mutations": FactSpec(
+            "set", "ABL1 kinase-domain mutations detected, one-letter protein form (e.g. T315I)."
+        ),
+        "abl1.mutation_test": FactSpec(
+            "tri", "An ABL1 kinase-domain mutation result exists; date = latest result.", _TRI
+        ),
+        "cns.involvement": FactSpec(
+            "tri",
+            "CNS leukemic involvement (CSF blasts, CSF cytology/flow, CNS Condition); date = latest.",
+            _TRI,
+        ),
+        "extramedullary.involvement": FactSpec(
+            "tri", "Extramedullary involvement outside the CNS; date = latest.", _TRI
+        ),
+        "extramedullary.sites": FactSpec(
+            "set", "Extramedullary sites recorded.", ("cns", "testis", "skin", "other")
+        ),
+        "cd19.status": FactSpec(
+            "enum",
+            "CD19 on blasts, latest result; date = its date.",
+            ("positive", "negative", "dim", "unknown"),
+        ),
+        "cd19_directed": FactSpec(
+            "enum",
+            "Latest exposure to any CD19-directed therapy (blinatumomab, CD19 CAR-T); date = its start."
+            + _EXPOSURE_NOTE,
+            _EXPOSURE,
+        ),
+        "blinatumomab.response": FactSpec(
+            "enum", "Recorded response to blinatumomab.", ("response", "no_response", "unknown")
+        ),
+        "hsct.allogeneic": FactSpec(
+            "tri", "Allogeneic HSCT recorded (procedure, Z94.84); date = latest.", _TRI
+        ),
         "hsct.haploidentical": FactSpec("tri", "Haploidentical HSCT recorded.", _TRI),
-        "hsct.treg_tcon": FactSpec("tri", "T-cell-depleted HSCT with donor Treg/Tcon (no post-transplant immunosuppression).", _TRI),
+        "hsct.treg_tcon": FactSpec(
+            "tri",
+            "T-cell-depleted HSCT with donor Treg/Tcon (no post-transplant immunosuppression).",
+            _TRI,
+        ),
         "dli": FactSpec("tri", "Donor lymphocyte infusion recorded.", _TRI),
-        "mrd.status": FactSpec("enum", "Latest measurable residual disease result.", ("negative", "positive", "unknown")),
-        "arterial_risk": FactSpec("tri", "Arterial risk factor recorded (hypertension, diabetes, dyslipidaemia, smoking, CAD, stroke, PAD).", _TRI),
-        "frontline": FactSpec("tri", "Frontline B-ALL: ALL recorded with no record of relapse, HSCT or CAR-T (no = relapse/HSCT recorded; unknown = no ALL diagnosis).", _TRI),
-        "order.ingredients": FactSpec("set", "Ingredients of the orders under decision.", INGREDIENTS),
-        "order.context_ingredients": FactSpec("set", "Ingredients of other draft orders (context only).", INGREDIENTS),
+        "mrd.status": FactSpec(
+            "enum",
+            "Latest measurable residual disease result.",
+            ("negative", "positive", "unknown"),
+        ),
+        "arterial_risk": FactSpec(
+            "tri",
+            "Arterial risk factor recorded (hypertension, diabetes, dyslipidaemia, smoking, CAD, stroke, PAD).",
+            _TRI,
+        ),
+        "frontline": FactSpec(
+            "tri",
+            "Frontline B-ALL: ALL recorded with no record of relapse, HSCT or CAR-T (no = relapse/HSCT recorded; unknown = no ALL diagnosis).",
+            _TRI,
+        ),
+        "order.ingredients": FactSpec(
+            "set", "Ingredients of the orders under decision.", INGREDIENTS
+        ),
+        "order.context_ingredients": FactSpec(
+            "set", "Ingredients of other draft orders (context only).", INGREDIENTS
+        ),
     }
     for drug in (*TKIS, "blinatumomab", "inotuzumab_ozogamicin", *CD19_CART):
         c[f"exposure.{drug}"] = FactSpec(
