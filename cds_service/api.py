@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, service: CDSService | None = No
         gc.collect()
         gc.freeze()  # start-up objects leave the GC's view: fewer, shorter pauses (p99 tail)
         yield
-        svc.close()
+        await svc.aclose()
 
     app = FastAPI(
         title="Ph+ ALL CDS Hooks service",

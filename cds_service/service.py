@@ -183,5 +183,7 @@ class CDSService:
         )
         return {}
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        if self.authenticator is not None:
+            await self.authenticator.aclose()
         self.store.close()
