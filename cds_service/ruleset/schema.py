@@ -1,0 +1,152 @@
+"""The rule file format (one rule per rules/*.yaml) and the checked, loaded `Rule`.
+
+`RuleFile` is the pydantic model of what an author writes (unknown keys refused). The loader
+turns it into a frozen `Rule`: trigger names expanded to canonical ingredients, the `when`
+condition parsed into the closed condition language, and every cross-reference (facts,
+citations, templates) checked. Field meanings are documented for authors in rules/README.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..citations import EvidenceLevel
+from ..facts.model import CD19_CART, CD19_DIRECTED, TKIS
+from ..wire import Indicator
+from .conditions import Condition, facts_read
+
+Hook = Literal["patient-view", "order-select", "order-sign"]
+HOOKS: tuple[str, ...] = ("patient-view", "order-select", "order-sign")
+ORDER_HOOKS: frozenset[str] = frozenset({"order-select", "order-sign"})
+
+DRUG_CLASSES: dict[str, tuple[str, ...]] = {
+    "tki": TKIS,
+    "cd19_directed": CD19_DIRECTED,
+    "cd19_cart": CD19_CART,
+}
+"""Names a trigger may use for a group of canonical ingredients."""
+
+DEFAULT_CASE_AS_OF = dt.date(2025, 6, 1)
+"""Evaluation date of a rule test case that does not give one (fixtures are dated before it)."""
+
+_ID = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
+
+
+class TriggerSpec(_Model):
+    ordered: tuple[str, ...] = Field(min_length=1)
+    """Canonical ingredient names or drug classes (tki, cd19_directed, cd19_cart)."""
+
+
+class UnknownBranch(_Model):
+    """The card shown when the condition cannot be decided (on_unknown: branch)."""
+
+    indicator: Indicator
+    summary: str
+
+
+class CardSpec(_Model):
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """Name of cards/<template>.md.j2."""
+    summary: str
+    """Jinja template of the summary (plain text, under 140 characters once rendered)."""
+    facts: tuple[str, ...] = ()
+    """Facts the card text shows beyond those its condition reads."""
+
+
+class SuggestionSpec(_Model):
+    label: str
+    description: str
+    """Description of the create action."""
+    resource: dict[str, Any]
+    """FHIR R4 resource to create; string values are Jinja templates (patient_reference)."""
+    recommended: bool = False
+
+
+class OverrideReasonSpec(_Model):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    system: str
+    display: str
+
+
+class CaseSpec(_Model):
+    fixture: str = Field(pattern=r"^fhir_fixtures/rules/(fires|silent)-[a-z0-9-]+\.json$")
+    """Path from the repository root, e.g. fhir_fixtures/rules/fires-x.json."""
+    hook: Hook
+    order: str | None = None
+    """Draft order id/reference in the bundle, or an ingredient/brand name to order."""
+    expect: Literal["fires", "silent"]
+    branch: Literal["match", "unknown"] | None = None
+    """For `fires`: which branch must fire (default: either)."""
+    as_of: dt.date = DEFAULT_CASE_AS_OF
+    note: str | None = None
+
+
+class RuleFile(_Model):
+    id: str = Field(pattern=_ID, max_length=60)
+    version: str = Field(pattern=r"^[0-9]+(\.[0-9]+){0,2}$")
+    title: str
+    description: str
+    enabled: bool
+    hooks: tuple[Hook, ...] = Field(min_length=1)
+    trigger: TriggerSpec | None = None
+    when: Any
+    on_unknown: Literal["silent", "fire", "branch"]
+    when_unknown: UnknownBranch | None = None
+    indicator: Indicator
+    critical_basis: Literal["ineffective-drug", "documented-contraindication"] | None = None
+    evidence: tuple[EvidenceLevel, ...] = Field(min_length=1)
+    citations: tuple[str, ...] = Field(min_length=1)
+    card: CardSpec
+    suggestions: tuple[SuggestionSpec, ...] = ()
+    override_reasons: tuple[OverrideReasonSpec, ...] = ()
+    cases: tuple[CaseSpec, ...] = Field(min_length=2)
+
+
+Branch = Literal["match", "unknown"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One loaded, checked rule."""
+
+    id: str
+    version: str
+    title: str
+    description: str
+    enabled: bool
+    hooks: tuple[str, ...]
+    trigger: frozenset[str] | None
+    """Canonical ingredients of which one must be ordered (order hooks); None = no trigger."""
+    condition: Condition
+    on_unknown: Literal["silent", "fire", "branch"]
+    when_unknown: UnknownBranch | None
+    indicator: Indicator
+    critical_basis: str | None
+    evidence: tuple[str, ...]
+    citations: tuple[str, ...]
+    card: CardSpec
+    suggestions: tuple[SuggestionSpec, ...]
+    override_reasons: tuple[OverrideReasonSpec, ...]
+    cases: tuple[CaseSpec, ...]
+    source: str
+    """File the rule came from, as shown in messages (rules/x.yaml)."""
+
+    def facts_read(self) -> frozenset[str]:
+        """Facts the rule reads: its condition, its card, and the order when it has a trigger."""
+        names = set(facts_read(self.condition)) | set(self.card.facts)
+        if self.trigger is not None:
+            names.add("order.ingredients")
+        return frozenset(names)
+
+    def indicator_for(self, branch: Branch) -> Indicator:
+        if branch == "unknown" and self.when_unknown is not None:
+            return self.when_unknown.indicator
+        return self.indicator
