@@ -229,6 +229,7 @@ class CardRenderer:
                 join_words([drug_name(o.ingredient) for o in finding.orders if o.ingredient])
             ),
             "branch": finding.branch,
+            "fired": [f.name for f in finding.facts],
             "cite": _citer(allowed),
             "drug": lambda name: Trusted(drug_name(str(name))),
         }
