@@ -171,7 +171,7 @@ class CardRenderer:
         rule = finding.rule
         compiled = self._compiled[rule.id]
         citations = [self.ruleset.citations.get(key) for key in rule.citations]
-        summary = self._summary(compiled, finding)
+        summary = self._summary(finding)
         try:
             body = compiled.detail.render(self._detail_context(finding, facts)).strip()
         except (TemplateError, LookupError, TypeError, ValueError) as exc:
@@ -201,7 +201,9 @@ class CardRenderer:
 
     # -- parts -------------------------------------------------------------------------------
 
-    def _summary(self, compiled: _Compiled, finding: Finding) -> str:
+    def full_summary(self, finding: Finding) -> str:
+        """The summary as its template renders it, before any cut to 139 characters."""
+        compiled = self._compiled[finding.rule.id]
         template = compiled.summary
         if finding.branch == "unknown" and compiled.unknown_summary is not None:
             template = compiled.unknown_summary
@@ -211,8 +213,10 @@ class CardRenderer:
             text = " ".join(template.render(context).split())
         except TemplateError:
             text = ""
-        if not text:
-            text = finding.rule.title
+        return text or finding.rule.title
+
+    def _summary(self, finding: Finding) -> str:
+        text = self.full_summary(finding)
         if len(text) > SUMMARY_MAX:
             text = text[: SUMMARY_MAX - 1].rstrip() + "…"
         return text
