@@ -1,0 +1,48 @@
+"""The orders under decision, resolved to canonical ingredients with the path that matched.
+
+A draft MedicationRequest resolves through drugs.resolve_medication (RxNorm ingredient code,
+curated product code, ATC, brand/generic text, medicationReference to a contained or bundled
+Medication). A ServiceRequest (cellular therapy) resolves through its code's codes and text; an
+unnamed "CAR-T" ServiceRequest gives no ingredient (the product is unknown) and is noted in
+issues. An order naming several ingredients yields one OrderedItem per ingredient; an order
+naming none yields one OrderedItem with ingredient None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cds_service.facts.drugs import medication_text, resolve_concept, resolve_medication
+from cds_service.facts.evidence import Context, cc_text, match_cc, ref_of
+from cds_service.facts.model import OrderedItem
+from cds_service.fhir_input import normalise_resource
+
+
+def resolve_orders(ctx: Context, orders: Sequence[Any]) -> tuple[OrderedItem, ...]:
+    items: list[OrderedItem] = []
+    for raw in orders:
+        if not isinstance(raw, dict):
+            ctx.issues.append("an order that is not a FHIR resource was ignored")
+            continue
+        order = normalise_resource(raw)
+        ref = ref_of(order)
+        rtype = order.get("resourceType")
+        if rtype == "ServiceRequest":
+            hits = resolve_concept(ctx, ref, order.get("code"))
+            text = cc_text(order.get("code")) or "(no code)"
+            if not hits and "car_t" in match_cc(ctx.term, order.get("code")):
+                ctx.issues.append(f"{ref}: CAR-T order without a named product; no ingredient")
+        elif rtype in ("MedicationRequest", "MedicationOrder"):
+            hits = resolve_medication(ctx, order)
+            text = medication_text(ctx, order)
+        else:
+            ctx.issues.append(f"{ref}: {rtype} is not an order type read here, ignored")
+            continue
+        if not hits:
+            ctx.issues.append(f"{ref}: no tracked ingredient matched")
+            items.append(OrderedItem(ref, None, text))
+            continue
+        for hit in hits:
+            items.append(OrderedItem(ref, hit.ingredient, text, hit.provenance))
+    return tuple(items)
