@@ -67,6 +67,10 @@ def _yes(items: Sequence[Evidence], *, earliest: bool = False) -> Fact:
     dated = [e for e in ordered if e.date]
     pick = (dated[0] if dated else ordered[0]) if earliest else ordered[-1]
     details = sorted({e.detail for e in ordered if e.detail})
+    if any(e.detail is None for e in ordered) and all(
+        d.startswith(("type not stated", "implied by")) for d in details
+    ):
+        details = []  # a plainly stated item makes the hedged ones moot
     return Fact("yes", pick.date, detail="; ".join(details) or None, provenance=_provs(ordered))
 
 
