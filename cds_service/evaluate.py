@@ -50,7 +50,7 @@ class Finding:
     facts: tuple[FiredFact, ...]
     """Facts that decided the condition (order facts excluded; see `orders`)."""
     orders: tuple[OrderedItem, ...]
-    """Orders under decision that triggered the rule (empty for patient-view)."""
+    """Orders under decision that triggered the rule or satisfied its condition."""
 
     @property
     def rule_id(self) -> str:
@@ -91,14 +91,16 @@ def evaluate_rule(rule: Rule, facts: Facts, hook: str, as_of: dt.date) -> Findin
     if result is None and rule.on_unknown == "silent":
         return None
     branch: Branch = "match" if result else "unknown"
-    if not triggering and "order.ingredients" in names:
+    if "order.ingredients" in names:
+        # orders that satisfied an `order.ingredients contains …` test decided it too
         tested = {
             v
             for leaf in leaves(rule.condition)
             if leaf.fact == "order.ingredients" and isinstance(leaf.value, tuple)
             for v in leaf.value
         }
-        triggering = tuple(o for o in facts.orders if o.ingredient in tested)
+        extra = tuple(o for o in facts.orders if o.ingredient in tested and o not in triggering)
+        triggering = (*triggering, *extra)
     fired = tuple(FiredFact(name, facts.get(name)) for name in names if name != "order.ingredients")
     return Finding(rule, branch, rule.indicator_for(branch), fired, triggering)
 
