@@ -107,6 +107,11 @@ def parse_condition(data: Any, path: KeyPath, problems: list[Problem]) -> Condit
         return None
     combinators = [k for k in ("all", "any", "not") if k in data]
     if combinators:
+        if len(combinators) > 1:
+            problems.append(
+                (path, f"a condition holds one of all / any / not; found {', '.join(combinators)}")
+            )
+            return None
         if len(data) != 1:
             others = sorted(k for k in data if k != combinators[0])
             problems.append((path, f"'{combinators[0]}' stands alone; unexpected key(s) {others}"))
