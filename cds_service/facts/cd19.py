@@ -19,7 +19,7 @@ from cds_service.terminology import normalise_text
 
 CD19_POSITIVE_PERCENT = 20.0
 
-_POS = frozenset({"positive", "pos", "bright", "expressed", "expression positive"})
+_POS = frozenset({"positive", "pos", "bright", "expressed"})
 _NEG = frozenset({"negative", "neg", "lost", "loss", "absent"})
 _DIM = frozenset({"dim", "weak", "weakly", "partial", "partially", "heterogeneous", "low"})
 _WINDOW_AFTER = 4
@@ -38,7 +38,7 @@ def _word_reading(token: str) -> str | None:
 
 def cd19_from_text(text: str) -> str | None:
     """'positive' / 'negative' / 'dim' when text states CD19 polarity, else None."""
-    norm = normalise_text(text)
+    norm = normalise_text(text.replace(",", " "))  # a comma-separated marker list is one clause
     if "cd19" not in norm and "cd 19" not in norm:
         return None
     tokens = norm.split()
