@@ -90,6 +90,8 @@ class FactView:
     end: Trusted
     detail: Trusted
     resources: Trusted
+    sources: Trusted
+    """Resources with what matched in each ("Observation/1 (code loinc|46434-7)")."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,10 @@ def fact_value_text(name: str, fact: Fact) -> Trusted:
 
 def fact_view(name: str, fact: Fact) -> FactView:
     refs = list(dict.fromkeys(p.resource for p in fact.provenance))[:_MAX_RESOURCES]
+    sources = [
+        f"{md_escape(p.resource)} ({md_escape(p.via)}: {md_escape(p.matched)})"
+        for p in list(dict.fromkeys(fact.provenance))[:_MAX_RESOURCES]
+    ]
     return FactView(
         name=name,
         known=fact.known,
@@ -124,6 +130,7 @@ def fact_view(name: str, fact: Fact) -> FactView:
         end=Trusted(fact.end.text) if fact.end else Trusted(""),
         detail=md_escape(fact.detail) if fact.detail else Trusted(""),
         resources=Trusted(", ".join(md_escape(r) for r in refs)),
+        sources=Trusted("; ".join(sources)),
     )
 
 
@@ -305,8 +312,8 @@ def _why_lines(finding: Finding) -> list[str]:
             text += f" ({view.detail})"
         if view.date:
             text += f", {view.date}" + (f" to {view.end}" if view.end else "")
-        if view.resources:
-            text += f" — from {view.resources}"
+        if view.sources:
+            text += f" — from {view.sources}"
         lines.append(text)
     if not lines:
         lines.append("- No patient data was needed for this card.")

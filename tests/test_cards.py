@@ -130,6 +130,13 @@ def test_md_escape_neutralises_markdown_and_html() -> None:
     assert md_escape("`code` &amp; ~~x~~ | a |") == r"\`code\` \&amp\; \~\~x\~\~ \| a \|"
 
 
+def test_md_escape_defeats_autolinks_and_invisible_controls() -> None:
+    text = md_escape("see https://evil.example, www.evil.example or a@b.co\u202e\u200bx")
+    assert text == (
+        "see https\\:\u200b\\/\\/evil\\.example\\, www\u200b\\.evil\\.example or a\u200b\\@b\\.co x"
+    )
+
+
 def test_md_escape_is_idempotent_on_trusted_text_and_bounds_length() -> None:
     once = md_escape("a*b")
     assert isinstance(once, Trusted)
@@ -193,7 +200,8 @@ def test_why_this_card_lists_orders_and_facts_with_dates_and_resources(tmp_path:
     why = (card.detail or "").split("**Why this card**\n", 1)[1].split("\n\n", 1)[0]
     assert why.splitlines() == [
         r"- Order under decision: imatinib — “Imatinib 400 mg” (MedicationRequest\/draft\-1)",
-        r"- `abl1.t315i`: yes (p\.Thr315Ile), 2024-12-05 — from Observation\/var\-1",
+        r"- `abl1.t315i`: yes (p\.Thr315Ile), 2024-12-05 — from Observation\/var\-1 "
+        "(hgvs: http\\:\u200b\\/\\/loinc\\.org\\|69548\\-6)",
     ]
 
 

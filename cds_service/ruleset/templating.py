@@ -7,8 +7,10 @@ patient record (order text, result details, resource ids). Two layers keep that 
   unless it is `Trusted` (text this service generated: citation tags, dates, fact values from
   the closed catalogue). A template author who forgets the `md` filter is therefore still safe;
 * `md_escape` (the `md` filter) backslash-escapes every ASCII punctuation character, which
-  CommonMark always treats as a literal, and folds newlines and control characters into
-  spaces so patient text cannot open a block (heading, list, code fence, HTML).
+  CommonMark always treats as a literal, folds newlines and control characters into spaces so
+  patient text cannot open a block (heading, list, code fence, HTML), and puts a zero-width
+  space into `://`, `www.` and `@` so GitHub-flavoured autolinking cannot make a bare URL or
+  e-mail address in patient text clickable.
 
 Summaries are plain text and rendered in a separate environment with no patient text in
 their context at all. Both environments are sandboxed with StrictUndefined, so a template
@@ -30,7 +32,9 @@ MAX_PATIENT_TEXT = 200
 """Patient text longer than this is cut (with an ellipsis) before escaping."""
 
 _PUNCTUATION = frozenset(string.punctuation)
-_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
+_AUTOLINK = re.compile(r"(?i)(:)(?=//)|(www)(?=\.)|()(?=@)")
+_ZWSP = "\u200b"
 
 
 class Trusted(str):
@@ -46,6 +50,7 @@ def md_escape(value: object) -> Trusted:
     text = _SPACES.sub(" ", str(value)).strip()
     if len(text) > MAX_PATIENT_TEXT:
         text = text[: MAX_PATIENT_TEXT - 1].rstrip() + "…"
+    text = _AUTOLINK.sub(lambda m: m.group(0) + _ZWSP, text)
     return Trusted("".join("\\" + ch if ch in _PUNCTUATION else ch for ch in text))
 
 
