@@ -77,6 +77,8 @@ _CC_SINGLE_OR_LIST_FIELDS = (
     "usedCode",
 )
 
+_SCALAR_STRINGS = ("id", "status", "intent", "authoredOn", "issued", "recordedDate")
+
 _CLINICAL_STATUS_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 _VERIFICATION_STATUS_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 _STU3_VERIFICATION = {"differential": "differential", "provisional": "provisional"}
@@ -178,6 +180,9 @@ def normalise_resource(resource: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(resource, dict):
         return {}
     r = dict(resource)
+    for name in _SCALAR_STRINGS:
+        if name in r and not isinstance(r[name], str):
+            del r[name]  # a status that is not a code cannot be read; treated as absent
     rtype = r.get("resourceType")
     if not isinstance(rtype, str):
         rtype = ""

@@ -11,12 +11,12 @@ variants (ABL1 mutations), cd19, drugs (ingredient resolution) and orders.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cds_service.facts.combine import combine
 from cds_service.facts.conditions import visit_condition
-from cds_service.facts.evidence import Context
+from cds_service.facts.evidence import Context, ref_of
 from cds_service.facts.labs import visit_observation
 from cds_service.facts.medications import visit_medication
 from cds_service.facts.model import Facts
@@ -25,7 +25,15 @@ from cds_service.facts.transplant import visit_procedure
 from cds_service.fhir_input import Record
 from cds_service.terminology import Terminology, default_terminology
 
-_MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
+_VISITORS: tuple[tuple[str, Callable[[Context, dict[str, Any]], None]], ...] = (
+    ("MedicationRequest", visit_medication),
+    ("MedicationStatement", visit_medication),
+    ("MedicationAdministration", visit_medication),
+    ("Procedure", visit_procedure),
+    ("Condition", visit_condition),
+    ("Observation", visit_observation),
+)
+"""Medication records first: Observations linked to a blinatumomab record need them."""
 
 
 def extract_facts(
@@ -38,15 +46,13 @@ def extract_facts(
 ) -> Facts:
     """Facts about record's patient and the orders under decision (see the module docstring)."""
     ctx = Context(terminology or default_terminology(), record, as_of)
-    for rtype in _MEDICATION_TYPES:
+    for rtype, visit in _VISITORS:
         for resource in record.by_type.get(rtype, ()):
-            visit_medication(ctx, resource)
-    for resource in record.by_type.get("Procedure", ()):
-        visit_procedure(ctx, resource)
-    for resource in record.by_type.get("Condition", ()):
-        visit_condition(ctx, resource)
-    for resource in record.by_type.get("Observation", ()):
-        visit_observation(ctx, resource)
+            try:
+                visit(ctx, resource)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # never fail a request on one malformed resource; say so instead
+                ctx.issues.append(f"{ref_of(resource)}: could not be read ({type(exc).__name__})")
     values = combine(ctx.evidence)
     ordered = resolve_orders(ctx, orders)
     in_context = resolve_orders(ctx, context_orders)

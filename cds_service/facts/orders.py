@@ -25,24 +25,32 @@ def resolve_orders(ctx: Context, orders: Sequence[Any]) -> tuple[OrderedItem, ..
         if not isinstance(raw, dict):
             ctx.issues.append("an order that is not a FHIR resource was ignored")
             continue
-        order = normalise_resource(raw)
-        ref = ref_of(order)
-        rtype = order.get("resourceType")
-        if rtype == "ServiceRequest":
-            hits = resolve_concept(ctx, ref, order.get("code"))
-            text = cc_text(order.get("code")) or "(no code)"
-            if not hits and "car_t" in match_cc(ctx.term, order.get("code")):
-                ctx.issues.append(f"{ref}: CAR-T order without a named product; no ingredient")
-        elif rtype in ("MedicationRequest", "MedicationOrder"):
-            hits = resolve_medication(ctx, order)
-            text = medication_text(ctx, order)
-        else:
-            ctx.issues.append(f"{ref}: {rtype} is not an order type read here, ignored")
-            continue
-        if not hits:
-            ctx.issues.append(f"{ref}: no tracked ingredient matched")
-            items.append(OrderedItem(ref, None, text))
-            continue
-        for hit in hits:
-            items.append(OrderedItem(ref, hit.ingredient, text, hit.provenance))
+        try:
+            items.extend(_resolve_one(ctx, normalise_resource(raw)))
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            ctx.issues.append(f"{ref_of(raw)}: order could not be read ({type(exc).__name__})")
     return tuple(items)
+
+
+def _resolve_one(ctx: Context, order: dict[str, Any]) -> list[OrderedItem]:
+    items: list[OrderedItem] = []
+    ref = ref_of(order)
+    rtype = order.get("resourceType")
+    if rtype == "ServiceRequest":
+        hits = resolve_concept(ctx, ref, order.get("code"))
+        text = cc_text(order.get("code")) or "(no code)"
+        if not hits and "car_t" in match_cc(ctx.term, order.get("code")):
+            ctx.issues.append(f"{ref}: CAR-T order without a named product; no ingredient")
+    elif rtype in ("MedicationRequest", "MedicationOrder"):
+        hits = resolve_medication(ctx, order)
+        text = medication_text(ctx, order)
+    else:
+        ctx.issues.append(f"{ref}: {rtype} is not an order type read here, ignored")
+        return items
+    if not hits:
+        ctx.issues.append(f"{ref}: no tracked ingredient matched")
+        items.append(OrderedItem(ref, None, text))
+        return items
+    for hit in hits:
+        items.append(OrderedItem(ref, hit.ingredient, text, hit.provenance))
+    return items

@@ -1,0 +1,196 @@
+"""The orders under decision: every resolution path, recorded in provenance.via."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds_service.facts.extract import extract_facts
+from cds_service.fhir_input import build_record
+from tests.test_facts_builders import ATC, PID, RX, bundle, cc, facts_of, subject, value
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fhir_fixtures" / "facts" / "draft-orders.json"
+
+
+def draft(id: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": id,
+        "status": "draft",
+        "intent": "order",
+        "subject": subject(),
+        **kw,
+    }
+
+
+@pytest.mark.parametrize(
+    ("order", "ingredient", "vias"),
+    [
+        (draft("a", medicationCodeableConcept=cc(None, (RX, "475342"))), "dasatinib", ["code"]),
+        (
+            draft(
+                "a", medicationCodeableConcept=cc(None, ("urn:oid:2.16.840.1.113883.6.88", 1597258))
+            ),
+            "blinatumomab",
+            ["code"],
+        ),
+        (draft("a", medicationCodeableConcept=cc(None, (ATC, "L01EA06"))), "asciminib", ["atc"]),
+        (draft("a", medicationCodeableConcept=cc("Bosulif 500 mg tablet")), "bosutinib", ["text"]),
+        (
+            draft(
+                "a",
+                medicationCodeableConcept=cc(
+                    None, ("http://example.org/formulary", "F12", "ICLUSIG 45MG TAB")
+                ),
+            ),
+            "ponatinib",
+            ["text"],
+        ),
+        (
+            draft(
+                "a",
+                contained=[
+                    {"resourceType": "Medication", "id": "m", "code": cc(None, (RX, "282388"))}
+                ],
+                medicationReference={"reference": "#m"},
+            ),
+            "imatinib",
+            ["reference", "code"],
+        ),
+        (
+            draft(
+                "a",
+                contained=[
+                    {
+                        "resourceType": "Medication",
+                        "id": "m",
+                        "code": cc("compounded"),
+                        "ingredient": [{"itemCodeableConcept": cc(None, (RX, "1307619"))}],
+                    }
+                ],
+                medicationReference={"reference": "#m"},
+            ),
+            "bosutinib",
+            ["reference", "ingredient"],
+        ),
+        (
+            draft(
+                "a", medicationReference={"reference": "Medication/x", "display": "Tasigna 200 mg"}
+            ),
+            "nilotinib",
+            ["text"],
+        ),
+        (draft("a", medication={"concept": cc("Blincyto")}), "blinatumomab", ["text"]),
+        (
+            {
+                "resourceType": "ServiceRequest",
+                "id": "s",
+                "status": "draft",
+                "intent": "order",
+                "subject": subject(),
+                "code": cc("Tecartus infusion"),
+            },
+            "brexucabtagene_autoleucel",
+            ["text"],
+        ),
+    ],
+    ids=[
+        "rxnorm-in",
+        "oid-numeric",
+        "atc",
+        "brand",
+        "display",
+        "contained",
+        "contained-ingredient",
+        "display-of-missing-ref",
+        "r5-codeable-reference",
+        "service-request",
+    ],
+)
+def test_order_paths(order: dict[str, Any], ingredient: str, vias: list[str]) -> None:
+    f = facts_of(orders=(order,))
+    assert value(f, "order.ingredients") == frozenset({ingredient})
+    (item,) = f.orders
+    assert item.ingredient == ingredient
+    assert [p.via for p in item.provenance] == vias
+
+
+def test_bundled_medication_reference() -> None:
+    medication = {"resourceType": "Medication", "id": "pon", "code": cc("Iclusig 15 mg")}
+    rec = build_record([bundle(medication)], PID)
+    order = draft("o", medicationReference={"reference": "Medication/pon"})
+    f = extract_facts(rec, orders=[order])
+    assert f.orders[0].ingredient == "ponatinib"
+    assert f.orders[0].provenance[1].resource == "Medication/pon"
+
+
+def test_unmatched_and_generic_orders() -> None:
+    generic = {
+        "resourceType": "ServiceRequest",
+        "id": "s",
+        "status": "draft",
+        "intent": "order",
+        "subject": subject(),
+        "code": cc("CAR-T cell therapy"),
+    }
+    f = facts_of(orders=(draft("a", medicationCodeableConcept=cc("ondansetron")), generic))
+    assert [o.ingredient for o in f.orders] == [None, None]
+    assert value(f, "order.ingredients") == frozenset()
+    assert any("CAR-T order without a named product" in i for i in f.issues)
+
+
+def test_two_ingredients_make_two_items() -> None:
+    f = facts_of(orders=(draft("a", medicationCodeableConcept=cc("ponatinib + blinatumomab")),))
+    assert value(f, "order.ingredients") == frozenset({"ponatinib", "blinatumomab"})
+    assert {o.resource for o in f.orders} == {"MedicationRequest/a"}
+
+
+def test_context_orders_are_separate() -> None:
+    rec = build_record([bundle()], PID)
+    f = extract_facts(
+        rec,
+        orders=[draft("a", medicationCodeableConcept=cc("dasatinib"))],
+        context_orders=[draft("b", medicationCodeableConcept=cc("blinatumomab"))],
+    )
+    assert value(f, "order.ingredients") == frozenset({"dasatinib"})
+    assert value(f, "order.context_ingredients") == frozenset({"blinatumomab"})
+
+
+def test_orders_are_not_exposure() -> None:
+    f = facts_of(orders=(draft("a", medicationCodeableConcept=cc("dasatinib")),))
+    assert value(f, "exposure.dasatinib") == "never"
+
+
+def test_stu3_shapes_in_orders() -> None:
+    order = draft(
+        "a",
+        medicationCodeableConcept={"coding": {"system": RX, "code": 475342}},
+        dosageInstruction={"doseQuantity": {"value": 100, "unit": "mg"}},
+    )
+    f = facts_of(orders=(order,))
+    assert f.orders[0].ingredient == "dasatinib"
+
+
+def test_draft_orders_fixture() -> None:
+    doc = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    orders = [
+        e["resource"]
+        for e in doc["entry"]
+        if e["resource"]["resourceType"] in ("MedicationRequest", "ServiceRequest")
+    ]
+    f = extract_facts(build_record([doc], None), orders=orders)
+    got = {
+        o.resource: (o.ingredient, o.provenance[-1].via if o.provenance else None) for o in f.orders
+    }
+    assert got == {
+        "MedicationRequest/by-in": ("dasatinib", "code"),
+        "MedicationRequest/by-atc": ("bosutinib", "atc"),
+        "MedicationRequest/by-brand": ("imatinib", "text"),
+        "MedicationRequest/by-contained": ("inotuzumab_ozogamicin", "code"),
+        "MedicationRequest/by-bundled": ("ponatinib", "text"),
+        "MedicationRequest/unmatched": (None, None),
+        "ServiceRequest/cart": ("tisagenlecleucel", "text"),
+    }
