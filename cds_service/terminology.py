@@ -236,6 +236,8 @@ class Terminology:
         self._whole = {k: tuple(v) for k, v in whole.items()}
         self._excludes = tuple(excludes)
         self._text_cache = functools.lru_cache(maxsize=8192)(self._match_text_uncached)
+        self.memo: dict[Any, Any] = {}
+        """Scratch memo for callers' derived matches (e.g. per CodeableConcept), bounded by them."""
 
     # -- codes ---------------------------------------------------------------------------
     def match_code(self, system: Any, code: Any) -> tuple[CodeMatch, ...]:
@@ -516,7 +518,7 @@ def _parse_concept(raw: Any, vs_id: str, file: str, path: str, errors: _Errors) 
                     f"{path}.attributes.{k}",
                     "expected a string or list of strings",
                 )
-    if not codes and not text and not exact:
+    if not codes_raw and not text and not exact:
         errors.add(file, line, path, "a concept needs codes or text synonyms")
     display = raw.get("display", cid)
     note = raw.get("note")
@@ -595,7 +597,7 @@ def load_valuesets(directory: Path) -> Terminology:
         if not isinstance(include, list) or not all(isinstance(x, str) for x in include):
             errors.add(name, _line(data, "include"), "include", "expected a list of concept ids")
             include = []
-        if not own and not include:
+        if not raw_concepts and not include:
             errors.add(name, _line(data), "(file)", "a value set needs concepts or include")
         pending.append((vs_id, title, str(description), _line(data, "include"), own, include, name))
     valuesets: dict[str, ValueSet] = {}

@@ -59,9 +59,11 @@ WORDING_SITES = (
 def visit_condition(ctx: Context, c: dict[str, Any]) -> None:
     if not condition_is_evidence(c):
         return
+    m = match_cc(ctx.term, c.get("code"))
+    if not m.hits:
+        return  # nothing this layer knows (most Conditions of a real record)
     ref = ref_of(c)
     date = condition_date(ctx, c, ref)
-    m = match_cc(ctx.term, c.get("code"))
     stage = match_cc(
         ctx.term, *(s.get("summary") for s in as_list(c.get("stage")) if isinstance(s, dict))
     )

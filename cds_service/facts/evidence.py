@@ -9,6 +9,7 @@ evidence, dates, and the polarity (positive / negative / dim) of a result value.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,7 @@ class Matches:
         return concept in self.hits
 
     def any(self, *concepts: str) -> bool:
-        return any(c in self.hits for c in concepts)
+        return not self.hits.keys().isdisjoint(concepts)
 
     def first(self, *concepts: str) -> tuple[str, Hit] | None:
         for c in concepts:
@@ -159,8 +160,43 @@ def _code_via(code: Code) -> str:
     return "code"
 
 
+_CC_CACHE_MAX = 20000
+
+
+def _cc_key(cc: Any) -> Any:
+    if not isinstance(cc, dict):
+        return None
+    codings = cc.get("coding")
+    items: tuple[Any, ...] = ()
+    if isinstance(codings, list):
+        items = tuple(
+            (c.get("system"), c.get("code"), c.get("display")) if isinstance(c, dict) else None
+            for c in codings
+        )
+    text = cc.get("text")
+    return (items, text if isinstance(text, str) else None)
+
+
 def match_cc(term: Terminology, *ccs: Any) -> Matches:
-    """Concepts matched by the codes of ccs, then by their texts (code wins per concept)."""
+    """Concepts matched by the codes of ccs, then by their texts (code wins per concept).
+
+    Memoised per terminology on the codings and text (clinical records repeat the same codes).
+    """
+    try:
+        key = tuple(_cc_key(cc) for cc in ccs)
+        cached = term.memo.get(key)
+    except TypeError:  # an unhashable value inside a coding: match without the cache
+        return _match_cc(term, ccs)
+    if isinstance(cached, Matches):
+        return cached
+    result = _match_cc(term, ccs)
+    if len(term.memo) >= _CC_CACHE_MAX:
+        term.memo.clear()
+    term.memo[key] = result
+    return result
+
+
+def _match_cc(term: Terminology, ccs: tuple[Any, ...]) -> Matches:
     hits: dict[str, Hit] = {}
     negated: set[str] = set()
     for cc in ccs:
@@ -178,7 +214,19 @@ def match_cc(term: Terminology, *ccs: Any) -> Matches:
 
 
 def match_texts(term: Terminology, texts: Iterable[str]) -> Matches:
-    """Concepts matched in free texts (no codes)."""
+    """Concepts matched in free texts (no codes); memoised like match_cc."""
+    key = ("texts", tuple(texts))
+    cached = term.memo.get(key)
+    if isinstance(cached, Matches):
+        return cached
+    result = _match_texts(term, key[1])
+    if len(term.memo) >= _CC_CACHE_MAX:
+        term.memo.clear()
+    term.memo[key] = result
+    return result
+
+
+def _match_texts(term: Terminology, texts: tuple[str, ...]) -> Matches:
     hits: dict[str, Hit] = {}
     negated: set[str] = set()
     for text in texts:
@@ -233,11 +281,16 @@ def clinical_status(c: dict[str, Any]) -> str | None:
 # -- dates ------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> PartialDate | None:
+    return PartialDate.parse(text)
+
+
 def parse_date(ctx: Context, value: Any, where: str) -> PartialDate | None:
     """PartialDate of a FHIR date string; an unparseable one is noted in issues."""
     if value is None:
         return None
-    parsed = PartialDate.parse(value) if isinstance(value, str) else None
+    parsed = _parse(value) if isinstance(value, str) else None
     if parsed is None:
         ctx.issues.append(f"{where}: unparseable date, ignored")
     return parsed

@@ -36,6 +36,7 @@ from cds_service.terminology import normalise_text
 
 _BCR = ("bcr_abl1_p190", "bcr_abl1_p210", "bcr_abl1_p230", "bcr_abl1_log", "bcr_abl1_ratio")
 _RATIO_UNITS = frozenset({"%", "percent", "%is", "% is", "{ratio}", "ratio", "1", "%{is}", "{%is}"})
+_LINKS = ("focus", "partOf", "derivedFrom", "basedOn")
 _CNS_RESULT = ("csf_blasts", "csf_cytology", "csf_flow")
 _EM_SITES = (("testis_site", "testis"), ("skin_site", "skin"), ("other_em_site", "other"))
 _EM_WORDING = (
@@ -61,10 +62,12 @@ def _transcript(m: Matches, term_attrs: dict[str, str]) -> str | None:
 def visit_observation(ctx: Context, o: dict[str, Any]) -> None:
     if not observation_is_evidence(o):
         return
-    ref = ref_of(o)
-    date = observation_date(ctx, o, ref)
     code = match_cc(ctx.term, o.get("code"))
     components = [c for c in as_list(o.get("component")) if isinstance(c, dict)]
+    if not code.hits and not components and not _has_text_value(o) and not _has_links(o):
+        return  # an unrelated numeric result (vitals, chemistry): the bulk of a real record
+    ref = ref_of(o)
+    date = observation_date(ctx, o, ref)
     # ABL1 mutations: the Observation is one unit (components are its parts)
     if "genetic_variant_assessment" in code:
         visit_variant(ctx, o, ref, date)
@@ -84,6 +87,14 @@ def visit_observation(ctx: Context, o: dict[str, Any]) -> None:
         ctx.add("diagnosis.b_all", "yes", date, _prov(ref, vm, "b_all_ph_morphology"))
     # blinatumomab response
     _response(ctx, o, code, ref, date)
+
+
+def _has_links(o: dict[str, Any]) -> bool:
+    return any(name in o for name in _LINKS)
+
+
+def _has_text_value(o: dict[str, Any]) -> bool:
+    return "valueCodeableConcept" in o or "valueString" in o
 
 
 def _read_unit(
@@ -292,7 +303,9 @@ def _extramedullary(
 
 
 def _linked_to_blinatumomab(ctx: Context, o: dict[str, Any]) -> str | None:
-    for name in ("focus", "partOf", "derivedFrom", "basedOn"):
+    if not ctx.blinatumomab_refs:
+        return None
+    for name in _LINKS:
         for item in as_list(o.get(name)):
             if isinstance(item, dict):
                 reference = item.get("reference")
