@@ -187,3 +187,22 @@ def test_blinatumomab_response(res: dict[str, object], expected: str) -> None:
 def test_response_not_linked_to_blinatumomab_is_ignored() -> None:
     res = observation("r", cc("Response assessment"), valueString="Complete remission")
     assert value(facts_of(BLINA, res), "blinatumomab.response") == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("Refractory disease", "no_response"),
+        ("No response after 2 cycles", "no_response"),
+        ("Completed: complete remission", "response"),
+    ],
+)
+def test_blinatumomab_response_from_stop_reason(reason: str, expected: str) -> None:
+    from tests.test_facts_builders import med_statement
+
+    stmt = med_statement(
+        "b", med("Blincyto"), "stopped", "2023-01-01", "2023-02-01", statusReason=[cc(reason)]
+    )
+    f = facts_of(stmt)
+    assert value(f, "blinatumomab.response") == expected
+    assert str(f.get("blinatumomab.response").date) == "2023-02-01"

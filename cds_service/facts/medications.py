@@ -22,8 +22,8 @@ import datetime as dt
 from typing import Any
 
 from cds_service.facts.drugs import resolve_medication
-from cds_service.facts.evidence import Context, first_date, ref_of, short, texts_of
-from cds_service.facts.model import PartialDate
+from cds_service.facts.evidence import Context, first_date, match_texts, ref_of, short, texts_of
+from cds_service.facts.model import PartialDate, Provenance
 from cds_service.fhir_input import as_list
 
 ADMINISTRATION_CURRENT_DAYS = 30
@@ -103,6 +103,21 @@ def exposure_state(
     return None
 
 
+def _response_in_reason(
+    ctx: Context, r: dict[str, Any], ref: str, date: PartialDate | None
+) -> None:
+    """A blinatumomab record stopped "for no response" / "refractory" says how it went."""
+    texts = [t for reason in as_list(r.get("statusReason")) for t in texts_of(reason)]
+    if not texts:
+        return
+    m = match_texts(ctx.term, texts)
+    for concept, value in (("no_response", "no_response"), ("response", "response")):
+        if concept in m:
+            matched = f"statusReason {m.hits[concept].matched}"
+            ctx.add("blinatumomab.response", value, date, Provenance(ref, matched, "text"))
+            return
+
+
 def visit_medication(ctx: Context, r: dict[str, Any]) -> None:
     """Exposure evidence from one MedicationRequest / Statement / Administration."""
     ref = ref_of(r)
@@ -119,4 +134,5 @@ def visit_medication(ctx: Context, r: dict[str, Any]) -> None:
     for hit in hits:
         if hit.ingredient == "blinatumomab":
             ctx.blinatumomab_refs.add(ref)
+            _response_in_reason(ctx, r, ref, end or start)
         ctx.add(f"exposure.{hit.ingredient}", value, start, hit.provenance, detail=reason, end=end)
