@@ -194,3 +194,29 @@ def test_draft_orders_fixture() -> None:
         "MedicationRequest/unmatched": (None, None),
         "ServiceRequest/cart": ("tisagenlecleucel", "text"),
     }
+
+
+def test_product_code_path_through_the_curated_map(tmp_path: Path) -> None:
+    """The map is empty in the shipped value sets (no verified SCD/SBD); the mechanism works."""
+    import shutil
+
+    from cds_service.terminology import default_valueset_dir, load_valuesets
+
+    for f in default_valueset_dir().glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    drugs = (tmp_path / "drugs.yaml").read_text(encoding="utf-8")
+    product = (
+        '      - {system: "http://www.nlm.nih.gov/research/umls/rxnorm", code: "TEST-SCD-1", '
+        'type: SCD, verified: "unverified (test-only code)"}\n'
+    )
+    anchor = '      - {system: "http://www.whocc.no/atc", code: L01EA02'
+    (tmp_path / "drugs.yaml").write_text(
+        drugs.replace(anchor, product + anchor, 1), encoding="utf-8"
+    )
+    term = load_valuesets(tmp_path)
+    order = draft(
+        "a", medicationCodeableConcept=cc("dasatinib 100 MG Oral Tablet", (RX, "TEST-SCD-1"))
+    )
+    f = extract_facts(build_record([bundle()], PID), orders=[order], terminology=term)
+    assert f.orders[0].ingredient == "dasatinib"
+    assert [p.via for p in f.orders[0].provenance] == ["product-code"]
