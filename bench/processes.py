@@ -38,10 +38,11 @@ def free_port() -> int:
         return port
 
 
-def service_command() -> tuple[list[str], str]:
-    """(argv prefix for `cds-service`, how it was found)."""
+def service_command(source: Path | None = None) -> tuple[list[str], str]:
+    """(argv prefix for `cds-service`, how it was found); with `source`, the entry point run
+    from that source tree (to measure a proposed change side by side)."""
     script = shutil.which("cds-service")
-    if script is not None:
+    if script is not None and source is None:
         return [script], script
     entry = "import sys; from cds_service.cli import main; sys.argv[0] = 'cds-service'; main()"
     return [sys.executable, "-c", entry], f"{sys.executable} -c <cds_service.cli:main>"
@@ -127,7 +128,13 @@ class Server:
 
 
 def _spawn(
-    name: str, argv: list[str], env: Mapping[str, str], log_path: Path, how: str, port: int
+    name: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    how: str,
+    port: int,
+    cwd: Path = REPO,
 ) -> Server:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
@@ -137,27 +144,33 @@ def _spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(env),
-            cwd=REPO,
+            cwd=cwd,
         )
     return Server(name, proc, port, log_path, how)
 
 
 def start_service(
-    data_dir: Path, log_path: Path, extra_env: Mapping[str, str] | None = None
+    data_dir: Path,
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+    source: Path | None = None,
 ) -> Server:
-    """`cds-service serve` on a free loopback port, ready to answer discovery."""
+    """`cds-service serve` on a free loopback port, ready to answer discovery. With `source`,
+    the package is imported from that tree instead of this one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env.update(
         {
             "CDS_AUTH": "off",
             "CDS_DATA_DIR": str(data_dir),
             "CDS_ALLOW_HTTP_FHIR": "true",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(source or REPO), env.get("PYTHONPATH")) if p
+            ),
         }
     )
     env.update(extra_env or {})
     port = free_port()
-    prefix, how = service_command()
+    prefix, how = service_command(source)
     server = _spawn(
         "service",
         [*prefix, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -165,6 +178,7 @@ def start_service(
         log_path,
         how,
         port,
+        cwd=source or REPO,
     )
     server.wait_ready("/cds-services")
     return server

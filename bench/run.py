@@ -336,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-fetch", action="store_true", help="skip the fetch-path run")
     parser.add_argument(
+        "--service-src",
+        type=Path,
+        help="run the service from this source tree (e.g. a copy with a proposed patch)",
+    )
+    parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply requests per round and burst lengths"
     )
     args = parser.parse_args(argv)
@@ -352,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"bench {name}: {info['cpu']}, {info['cores']} cores, load {info['load_avg']}")
     with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
         try:
-            service = start_service(Path(tmp) / "data", RESULTS / f"{stem}-service.log")
+            service = start_service(
+                Path(tmp) / "data", RESULTS / f"{stem}-service.log", source=args.service_src
+            )
         except StartError as exc:
             log(f"bench: the service did not start: {exc}")
             print("bench: ratio500=n/a p99_5000_ms=n/a fetch_p95_ms=n/a errors=1")
@@ -379,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             if floor is not None:
                 floor.stop()
     results["machine"] = info
+    results["service_src"] = str(args.service_src or REPO)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     if args.soak:
         path = _write(results, stem)
