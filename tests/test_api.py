@@ -177,12 +177,26 @@ def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
     assert_operation_outcome(client.post(SELECT, content=chunks()), 413)
 
 
-def test_default_limit_admits_a_large_record(client: TestClient) -> None:
-    many = [patient(), *[{**t315i(), "id": f"v{i}"} for i in range(3000)]]
+def test_default_limit_admits_a_5000_entry_record(client: TestClient) -> None:
+    def vital(i: int) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation", "id": f"hr-{i}", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs", "display": "Vital Signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
+                     "text": "Heart rate"},
+            "subject": {"reference": "Patient/pt-1"},
+            "effectiveDateTime": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T08:00:00Z",
+            "valueQuantity": {"value": 60 + i % 40, "unit": "beats/minute",
+                              "system": "http://unitsofmeasure.org", "code": "/min"},
+            "note": [{"text": "routine observation " + "x" * 600}],
+        }
+
+    many = [patient(), *[vital(i) for i in range(5000)]]
     body = orjson.dumps(
         hook_request("patient-view", prefetch=prefetch_for(many, templates(client, "phall-patient-view")))
     )
-    assert len(body) > 2_000_000
+    assert len(body) > 5_500_000
     assert client.post(VIEW, content=body).status_code == 200
 
 
