@@ -60,6 +60,7 @@ def test_untrusted_issuer_is_401(tmp_path: Path) -> None:
     assert_operation_outcome(r, 401)
 
 
+@pytest.mark.req("200", "205")
 def test_rs384_client_is_accepted(tmp_path: Path) -> None:
     rs = SigningClient(iss="https://rs.example.org", keypair=rs384_keypair())
     client = _client(tmp_path, rs)
