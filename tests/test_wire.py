@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cds_service.wire import Action, Card, CDSResponse, Coding, Link, OverrideReason, Source, Suggestion
+from cds_service.wire import (
+    Action,
+    Card,
+    CDSResponse,
+    Coding,
+    Link,
+    OverrideReason,
+    Source,
+    Suggestion,
+)
 
 SR = {"resourceType": "ServiceRequest", "status": "draft", "intent": "proposal",
       "subject": {"reference": "Patient/p"}, "code": {"text": "ABL1 kinase-domain mutation analysis"}}
