@@ -52,6 +52,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="Private key of the certificate.")
+    ] = None,
 ) -> None:
     """Run the service (uvicorn) with settings from CDS_* environment variables."""
     import uvicorn
@@ -61,6 +67,12 @@ def serve(
 
     settings = Settings()
     configure_logging(settings.log_level)
+    tls: dict[str, Any] = {}
+    if ssl_certfile or ssl_keyfile:
+        if not (ssl_certfile and ssl_keyfile):
+            typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
+            raise typer.Exit(code=2)
+        tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)}
     if workers > 1:
         uvicorn.run(
             "cds_service.api:create_app",
@@ -70,6 +82,7 @@ def serve(
             workers=workers,
             log_config=None,
             access_log=False,
+            **tls,
         )
         return
     try:
@@ -77,7 +90,7 @@ def serve(
     except CDSError as exc:
         _fail(exc)
         return
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, **tls)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,9 +36,7 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("svc")
+def _start(tmp: Path, extra_args: list[str], scheme: str = "http", verify: Any = True) -> tuple[subprocess.Popen[bytes], str]:
     trusted = write_trusted_clients(tmp, [EHR.trusted_entry()])
     port = _free_port()
     exe = shutil.which("cds-service")
@@ -49,33 +48,40 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "CDS_TRUSTED_CLIENTS": str(trusted),
         "CDS_ALLOW_HTTP_FHIR": "true",
     }
-    log = (tmp / "service.log").open("wb")
-    proc = subprocess.Popen(
-        [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    with (tmp / "service.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    base = f"{scheme}://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError((tmp / "service.log").read_text())
+        try:
+            if httpx.get(base + "/healthz", timeout=1, verify=verify).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("service did not start: " + (tmp / "service.log").read_text())
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("svc")
+    proc, base = _start(tmp, [])
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp / "service.log").read_text())
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("service did not start: " + (tmp / "service.log").read_text())
-            time.sleep(0.1)
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        log.close()
         service_log = (tmp / "service.log").read_text()
         assert FHIR_TOKEN not in service_log, "a FHIR token reached the log"
         assert "Thr315Ile" not in service_log, "patient data reached the log"
+        assert '"hookInstance"' in service_log, "no correlation id in the log"
 
 
 def _post(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -127,3 +133,47 @@ def test_feedback_over_real_http(service: str) -> None:
     fb = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
                         "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
     assert _post(service, SELECT + "/feedback", fb).status_code == 200
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.req("2", "168")
+def test_serves_https_when_given_a_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    proc, base = _start(tmp_path, ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+                        scheme="https", verify=ctx)
+    try:
+        url = base + "/cds-services"
+        r = httpx.get(url, headers={"Authorization": EHR.bearer(url)}, verify=ctx)
+        assert r.status_code == 200 and len(r.json()["services"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
