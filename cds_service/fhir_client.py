@@ -20,7 +20,9 @@ FHIRClientError naming the query, never the token.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+import ssl
 from types import TracebackType
 from typing import Any, Self
 
@@ -36,6 +38,16 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 6750 b64token: what may stand after "Bearer " in an Authorization header.
 _ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One certificate-verifying TLS context per process.
+
+    httpx.AsyncClient() builds a fresh context and loads the CA bundle each time: ~25 ms on
+    this machine, once per hook call that has to fetch (bench/README.md, fetch path).
+    """
+    return httpx.create_ssl_context(trust_env=False)  # what AsyncClient() would build
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -84,6 +96,7 @@ class FHIRClient:
         self._max_pages = max_pages
         self._http = httpx.AsyncClient(
             transport=transport,
+            verify=_ssl_context(),
             timeout=httpx.Timeout(call_timeout),
             follow_redirects=False,
             trust_env=False,
