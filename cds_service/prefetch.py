@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -83,6 +84,49 @@ class PrefetchResult:
 
     issues: list[str] = field(default_factory=list)
     """Notes for the response or the audit record (no PHI, no token)."""
+
+    referenced: list[dict[str, Any]] = field(default_factory=list)
+    """Medication resources read from fhirServer because a medication record referenced them
+    (`medicationReference`) and neither the prefetch nor a fetch brought them along."""
+
+
+_MEDICATION_RECORDS = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
+MAX_REFERENCED_READS = 50
+_MEDICATION_REF = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
+
+
+def _resources(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        for item in value:
+            yield from _resources(item)
+    elif isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            for entry in value.get("entry") or ():
+                if isinstance(entry, dict):
+                    yield from _resources(entry.get("resource"))
+        else:
+            yield value
+
+
+def missing_medication_references(values: Iterable[Any]) -> list[str]:
+    """Relative `Medication/id` references of medication records that no resource answers.
+
+    Prefetch templates cannot ask for them (no patient-scoped Medication search, and
+    `_include` is outside the recommended query subset), yet EHRs often code the drug only on
+    the Medication; without it the exposure would read as unknown.
+    """
+    present: set[str] = set()
+    wanted: set[str] = set()
+    for resource in (r for v in values for r in _resources(v)):
+        rtype = resource.get("resourceType")
+        if rtype == "Medication" and isinstance(resource.get("id"), str):
+            present.add(f"Medication/{resource['id']}")
+        elif rtype in _MEDICATION_RECORDS:
+            ref = resource.get("medicationReference")
+            target = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(target, str) and _MEDICATION_REF.fullmatch(target):
+                wanted.add(target)
+    return sorted(wanted - present)[:MAX_REFERENCED_READS]
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -286,9 +330,11 @@ async def resolve_prefetch(
     settings: Settings,
     required: Collection[str],
     transport: httpx.AsyncBaseTransport | None = None,
+    also_referencing: Iterable[Any] = (),
 ) -> PrefetchResult:
     """Resolve every template key (see the module docstring); PrefetchUnavailable when a
-    required key cannot be had."""
+    required key cannot be had. Then read the Medications that medication records (from the
+    prefetch, or `also_referencing`, e.g. the draft orders) reference but nobody sent."""
     result = PrefetchResult()
     missing: list[str] = []
     for key in templates:
@@ -303,9 +349,6 @@ async def resolve_prefetch(
                     "unusable data; fetching it from fhirServer"
                 )
             missing.append(key)
-    if not missing:
-        return result
-
     failures: dict[str, str] = {}
     queries: dict[str, str] = {}
     token, auth_problem = _access_token(fhir_authorization)
@@ -322,29 +365,61 @@ async def resolve_prefetch(
             queries[key] = query
     _raise_if_required(failures, required)
 
-    if queries:
-        assert fhir_server is not None
+    clients: list[FHIRClient] = []
+
+    def client_or_reason() -> FHIRClient | str:
+        if clients:
+            return clients[0]
+        if not fhir_server:
+            return "the request carries no fhirServer"
+        if auth_problem is not None:
+            return auth_problem
         try:
-            client = FHIRClient(
-                fhir_server,
-                token,
-                call_timeout=settings.fhir_call_timeout_seconds,
-                max_pages=settings.fhir_max_pages,
-                allow_http=settings.allow_http_fhir,
-                transport=transport,
+            clients.append(
+                FHIRClient(
+                    fhir_server,
+                    token,
+                    call_timeout=settings.fhir_call_timeout_seconds,
+                    max_pages=settings.fhir_max_pages,
+                    allow_http=settings.allow_http_fhir,
+                    transport=transport,
+                )
             )
         except FHIRClientError as exc:
-            failures.update(dict.fromkeys(queries, exc.message))
-        else:
-            async with client:
-                outcomes = await _fetch_all(queries, client, settings.prefetch_timeout_seconds)
+            return exc.message
+        return clients[0]
+
+    started = time.monotonic()
+    try:
+        client = client_or_reason() if queries else None
+        if isinstance(client, str):
+            failures.update(dict.fromkeys(queries, client))
+        elif client is not None:
+            outcomes = await _fetch_all(queries, client, settings.prefetch_timeout_seconds)
             for key, outcome in outcomes.items():
                 if isinstance(outcome, str):
                     failures[key] = outcome
                 else:
                     result.data[key] = outcome
                     result.fetched.append(key)
-    _raise_if_required(failures, required)
+        _raise_if_required(failures, required)
+        refs = missing_medication_references([*result.data.values(), *also_referencing])
+        remaining = settings.prefetch_timeout_seconds - (time.monotonic() - started)
+        client = client_or_reason() if refs else None
+        if isinstance(client, str) or (refs and remaining <= 0):
+            result.issues.append(
+                f"{len(refs)} referenced Medication resource(s) absent and not fetched"
+            )
+        elif client is not None:
+            reads = await _fetch_all({r: r for r in refs}, client, remaining)
+            for ref, outcome in reads.items():
+                if isinstance(outcome, str):
+                    result.issues.append(f"referenced {ref.split('/')[0]} unavailable: {outcome}")
+                else:
+                    result.referenced.append(outcome)
+    finally:
+        for c in clients:
+            await c.aclose()
 
     for key in missing:
         if key in failures:

@@ -120,9 +120,11 @@ class CDSService:
                 settings=self.settings,
                 required=tuple(templates),
                 transport=self.transport,
+                also_referencing=[*request.draft_orders, *request.draft_support],
             )
             record = build_record(
-                [*prefetch.data.values(), *request.draft_support], request.patient_id
+                [*prefetch.data.values(), *prefetch.referenced, *request.draft_support],
+                request.patient_id,
             )
             orders, context_orders = split_orders(request)
             decision = decide(

@@ -336,3 +336,42 @@ def test_cors_preflight(tmp_path: Path, path: str) -> None:
     bad = client.options(path, headers={"Origin": "https://evil.example.com",
                                         "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in bad.headers
+
+
+def test_order_coded_only_on_a_referenced_medication_is_resolved_from_the_fhir_server(
+    client: TestClient, httpx_mock: HTTPXMock
+) -> None:
+    """EHRs often send medicationReference; the Medication is read with the bearer token."""
+    order = draft_order("dasatinib")
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-das"}
+    medication = {"resourceType": "Medication", "id": "med-das",
+                  "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                       "code": "475342"}]}}
+    httpx_mock.add_response(url=f"{FHIR}/Medication/med-das", json=medication,
+                            match_headers={"Authorization": "Bearer tok-9"})
+    body = hook_request(
+        "order-select",
+        prefetch=prefetch_for(t315i_record(), templates(client, "phall-order-select")),
+        orders=[order], fhir_server=FHIR, token="tok-9",
+    )
+    cards = client.post(SELECT, json=body).json()["cards"]
+    assert [c for c in cards if c["indicator"] == "critical"]
+
+
+def test_referenced_medication_sent_beside_the_order_is_not_refetched(
+    client: TestClient, httpx_mock: HTTPXMock
+) -> None:
+    order = draft_order("dasatinib")
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-das"}
+    body = hook_request(
+        "order-select",
+        prefetch=prefetch_for(t315i_record(), templates(client, "phall-order-select")),
+        orders=[order], fhir_server=FHIR, token="tok-9",
+    )
+    body["context"]["draftOrders"]["entry"].append({"resource": {
+        "resourceType": "Medication", "id": "med-das", "code": {"text": "Sprycel 50 mg tablet"}}})
+    cards = client.post(SELECT, json=body).json()["cards"]
+    assert [c for c in cards if c["indicator"] == "critical"]
+    assert httpx_mock.get_requests() == []

@@ -508,3 +508,16 @@ def test_template_problems_are_reported(template: str, problem: str) -> None:
     problems = validate_template(template, context_fields={"patientId", "userId"})
 
     assert any(problem in p for p in problems), problems
+
+
+def test_missing_medication_references_lists_only_unanswered_relative_references() -> None:
+    from cds_service.prefetch import missing_medication_references
+
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/a"}}},
+        {"resource": {"resourceType": "MedicationStatement", "medicationReference": {"reference": "Medication/b"}}},
+        {"resource": {"resourceType": "MedicationAdministration", "medicationReference": {"reference": "#contained"}}},
+        {"resource": {"resourceType": "MedicationRequest", "medicationReference": {"reference": "https://other.example.org/Medication/c"}}},
+        {"resource": {"resourceType": "Medication", "id": "b"}},
+    ]}
+    assert missing_medication_references([bundle, None]) == ["Medication/a"]
