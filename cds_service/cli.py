@@ -37,16 +37,6 @@ def _read_bundle(path: Path) -> dict[str, Any]:
     return data
 
 
-def _patient_id(bundle: dict[str, Any]) -> str | None:
-    if bundle.get("resourceType") == "Patient":
-        return str(bundle.get("id")) if bundle.get("id") else None
-    for entry in bundle.get("entry") or []:
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") == "Patient" and res.get("id"):
-            return str(res["id"])
-    return None
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -125,7 +115,7 @@ def facts(
     from .fhir_input import build_record
 
     data = _read_bundle(bundle)
-    record = build_record([data], _patient_id(data))
+    record = build_record([data], None)  # the bundle's one Patient is the patient
     day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     typer.echo(format_facts(extract_facts(record, as_of=day), as_json=as_json))
 
