@@ -137,9 +137,12 @@ def test_unmatched_and_generic_orders() -> None:
         "code": cc("CAR-T cell therapy"),
     }
     f = facts_of(orders=(draft("a", medicationCodeableConcept=cc("ondansetron")), generic))
-    assert [o.ingredient for o in f.orders] == [None, None]
-    assert value(f, "order.ingredients") == frozenset()
+    # an unnamed CAR-T order is still CD19-directed in B-ALL: CD19 checks must see it
+    assert [o.ingredient for o in f.orders] == [None, "cd19_cart_unnamed"]
+    assert value(f, "order.ingredients") == frozenset({"cd19_cart_unnamed"})
     assert any("CAR-T order without a named product" in i for i in f.issues)
+    cd22 = {**generic, "code": cc("CD22 CAR-T cell therapy")}
+    assert [o.ingredient for o in facts_of(orders=(cd22,)).orders] == [None]
 
 
 def test_two_ingredients_make_two_items() -> None:

@@ -33,7 +33,10 @@ CD19_CART: tuple[str, ...] = (
     "tisagenlecleucel",
     "brexucabtagene_autoleucel",
     "obecabtagene_autoleucel",
+    "cd19_cart_unnamed",
 )
+"""The last stands for a CAR-T order that names no product: in B-ALL it is CD19-directed
+(as ICD-10-CM Z92.850 is read), so CD19 checks still apply to it."""
 INGREDIENTS: tuple[str, ...] = (
     *TKIS,
     "blinatumomab",

@@ -2,10 +2,11 @@
 
 A draft MedicationRequest resolves through drugs.resolve_medication (RxNorm ingredient code,
 curated product code, ATC, brand/generic text, medicationReference to a contained or bundled
-Medication). A ServiceRequest (cellular therapy) resolves through its code's codes and text; an
-unnamed "CAR-T" ServiceRequest gives no ingredient (the product is unknown) and is noted in
-issues. An order naming several ingredients yields one OrderedItem per ingredient; an order
-naming none yields one OrderedItem with ingredient None.
+Medication). A ServiceRequest (cellular therapy) resolves through its code's codes and text.
+A CAR-T order (either type) naming no product is noted in issues and resolved to the
+catch-all ingredient "cd19_cart_unnamed": in B-ALL it is CD19-directed, so CD19 safety checks
+still apply. An order naming several ingredients yields one OrderedItem per ingredient; an
+order naming none yields one OrderedItem with ingredient None.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from cds_service.facts.drugs import medication_text, resolve_concept, resolve_medication
 from cds_service.facts.evidence import Context, cc_text, match_cc, ref_of
-from cds_service.facts.model import OrderedItem
+from cds_service.facts.model import OrderedItem, Provenance
 from cds_service.fhir_input import normalise_resource
 
 
@@ -37,16 +38,20 @@ def _resolve_one(ctx: Context, order: dict[str, Any]) -> list[OrderedItem]:
     ref = ref_of(order)
     rtype = order.get("resourceType")
     if rtype == "ServiceRequest":
-        hits = resolve_concept(ctx, ref, order.get("code"))
-        text = cc_text(order.get("code")) or "(no code)"
-        if not hits and "car_t" in match_cc(ctx.term, order.get("code")):
-            ctx.issues.append(f"{ref}: CAR-T order without a named product; no ingredient")
+        concept = order.get("code")
+        hits = resolve_concept(ctx, ref, concept)
+        text = cc_text(concept) or "(no code)"
     elif rtype in ("MedicationRequest", "MedicationOrder"):
+        concept = order.get("medicationCodeableConcept")
         hits = resolve_medication(ctx, order)
         text = medication_text(ctx, order)
     else:
         ctx.issues.append(f"{ref}: {rtype} is not an order type read here, ignored")
         return items
+    if not hits and isinstance(concept, dict) and "car_t" in match_cc(ctx.term, concept):
+        ctx.issues.append(f"{ref}: CAR-T order without a named product")
+        matched = Provenance(ref, f"text: {text}", "text")
+        return [OrderedItem(ref, "cd19_cart_unnamed", text, (matched,))]
     if not hits:
         ctx.issues.append(f"{ref}: no tracked ingredient matched")
         items.append(OrderedItem(ref, None, text))
