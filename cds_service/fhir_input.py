@@ -25,7 +25,7 @@ When `patient_id` is None and the sources hold exactly one Patient, that Patient
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,8 @@ class Record:
     issues: list[str]
     index: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     """Reference → resource: "Type/id", fullUrl (urn:uuid:… or absolute URL)."""
+    skipped: int = 0
+    """Resources left out because the caller's `skip` said no reader uses them."""
 
     def get(self, reference: str) -> dict[str, Any] | None:
         """The resource a reference points to ("Medication/1", a fullUrl, an absolute URL)."""
@@ -318,8 +320,20 @@ def _subject_ref(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def build_record(sources: Iterable[Any], patient_id: str | None) -> Record:
-    """Normalise and index the resources in sources; drop those about another patient."""
+def build_record(
+    sources: Iterable[Any],
+    patient_id: str | None,
+    *,
+    skip: Callable[[dict[str, Any]], bool] | None = None,
+) -> Record:
+    """Normalise and index the resources in sources; drop those about another patient.
+
+    `skip(resource)` (given by the caller that knows what its readers use) is asked about
+    each resource as sent; a resource it answers True for is counted in `Record.skipped`
+    and neither normalised nor indexed — in a real record most Observations are vital signs
+    and routine chemistry that no reader looks at, and normalising them cost as much as
+    parsing the whole request.
+    """
     issues: list[str] = []
     items: list[tuple[dict[str, Any], str | None]] = []
     try:
@@ -346,27 +360,37 @@ def build_record(sources: Iterable[Any], patient_id: str | None) -> Record:
     by_type: dict[str, list[dict[str, Any]]] = {}
     index: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
+    ours: dict[str, bool] = {}  # subject reference → about this patient (checked once per string)
+    skipped = 0
     for resource, url in items:
         rtype = resource["resourceType"]
         rid = resource.get("id")
-        label = f"{rtype}/{rid}" if isinstance(rid, str) and rid else rtype
         if rtype == "OperationOutcome":
             issues.append("an OperationOutcome was supplied in place of data and was ignored")
             continue
         if patient_id is not None:
             if rtype == "Patient" and isinstance(rid, str) and rid != patient_id:
-                issues.append(f"{label}: another patient, ignored")
+                issues.append(f"{rtype}/{rid}: another patient, ignored")
                 continue
             ref = _subject_ref(resource)
-            if ref is not None and not _is_patient(ref, patient_id, patient_urls):
-                issues.append(f"{label}: about another patient, ignored")
-                continue
+            if ref is not None:
+                mine = ours.get(ref)
+                if mine is None:
+                    mine = ours[ref] = _is_patient(ref, patient_id, patient_urls)
+                if not mine:
+                    label = f"{rtype}/{rid}" if isinstance(rid, str) and rid else rtype
+                    issues.append(f"{label}: about another patient, ignored")
+                    continue
+        if skip is not None and skip(resource):
+            skipped += 1
+            continue
+        key = f"{rtype}/{rid}" if isinstance(rid, str) and rid else None
         try:
             norm = normalise_resource(resource)
         except Exception as exc:  # pragma: no cover - defensive: never fail on a messy resource
+            label = key or rtype
             issues.append(f"{label}: could not be normalised ({type(exc).__name__}), ignored")
             continue
-        key = f"{rtype}/{rid}" if isinstance(rid, str) and rid else None
         if key is not None:
             if key in seen:
                 issues.append(f"{key}: supplied more than once; the first copy is used")
@@ -376,7 +400,9 @@ def build_record(sources: Iterable[Any], patient_id: str | None) -> Record:
         if url:
             index.setdefault(url, norm)
         by_type.setdefault(rtype, []).append(norm)
-    return Record(patient_id=patient_id, by_type=by_type, issues=issues, index=index)
+    return Record(
+        patient_id=patient_id, by_type=by_type, issues=issues, index=index, skipped=skipped
+    )
 
 
 def _is_patient(ref: str, patient_id: str, patient_urls: dict[str, str]) -> bool:

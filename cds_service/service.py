@@ -22,6 +22,7 @@ from .decide import Decision, decide
 from .discovery import Catalogue
 from .envelope import parse_envelope, parse_json, split_orders
 from .errors import HookMismatch, NotFound, RequestError
+from .facts.labs import unread_observation
 from .fhir_input import build_record
 from .logs import correlation_id
 from .paths import cards_dir, rules_dir
@@ -29,6 +30,7 @@ from .prefetch import resolve_prefetch
 from .ruleset.loader import RuleSet, load_ruleset
 from .settings import Settings
 from .storage import IssuedCard, Store
+from .terminology import default_terminology
 from .trusted_clients import TrustedClients, load_trusted_clients
 from .wire import CDSResponse, FeedbackRequest
 
@@ -125,6 +127,7 @@ class CDSService:
             record = build_record(
                 [*prefetch.data.values(), *prefetch.referenced, *request.draft_support],
                 request.patient_id,
+                skip=self._unread,
             )
             orders, context_orders = split_orders(request)
             decision = decide(
@@ -152,6 +155,11 @@ class CDSService:
             return response
         finally:
             correlation_id.reset(token)
+
+    @staticmethod
+    def _unread(resource: dict[str, Any]) -> bool:
+        """Resources the fact extractors would read nothing from (not normalised at all)."""
+        return unread_observation(default_terminology(), resource)
 
     def _audit(self, service_id: str, hook_instance: str, decision: Decision) -> None:
         by_uuid = {c.uuid: c for c in decision.cards}

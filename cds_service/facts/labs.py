@@ -32,7 +32,7 @@ from cds_service.facts.evidence import (
 from cds_service.facts.model import PartialDate, Provenance
 from cds_service.facts.variants import visit_mutation_analysis, visit_variant
 from cds_service.fhir_input import as_list
-from cds_service.terminology import normalise_text
+from cds_service.terminology import Terminology, normalise_text
 
 _BCR = ("bcr_abl1_p190", "bcr_abl1_p210", "bcr_abl1_p230", "bcr_abl1_log", "bcr_abl1_ratio")
 _RATIO_UNITS = frozenset({"%", "percent", "%is", "% is", "{ratio}", "ratio", "1", "%{is}", "{%is}"})
@@ -87,6 +87,28 @@ def visit_observation(ctx: Context, o: dict[str, Any]) -> None:
         ctx.add("diagnosis.b_all", "yes", date, _prov(ref, vm, "b_all_ph_morphology"))
     # blinatumomab response
     _response(ctx, o, code, ref, date)
+
+
+def unread_observation(term: Terminology, o: dict[str, Any]) -> bool:
+    """True when visit_observation would surely read nothing from `o` as sent (before
+    normalisation): an Observation whose code is a well-formed CodeableConcept matching no
+    concept, with no component, no coded or string value and no link. Odd shapes answer
+    False (they are normalised and read as usual)."""
+    if o.get("resourceType") != "Observation":
+        return False
+    if "component" in o or _has_text_value(o) or _has_links(o):
+        return False
+    code = o.get("code")
+    if not isinstance(code, dict):
+        return False
+    codings = code.get("coding")
+    if codings is None and "code" not in code and "system" not in code:
+        codings = []  # text only
+    if not isinstance(codings, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("code", ""), str) for c in codings
+    ):
+        return False  # normalise_cc would rewrite it: let the normal path read it
+    return not match_cc(term, code).hits
 
 
 def _has_links(o: dict[str, Any]) -> bool:
