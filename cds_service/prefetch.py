@@ -92,6 +92,11 @@ class PrefetchResult:
 
 _MEDICATION_RECORDS = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 MAX_REFERENCED_READS = 50
+# Only the medication keys can hold a medicationReference or the Medication it points at (a
+# client may have added Medications to those bundles); scanning the rest costs ~1 ms/500.
+_TEMPLATE_TYPE = re.compile(
+    r"(MedicationRequest|MedicationStatement|MedicationAdministration|Medication)\b"
+)
 _MEDICATION_REF = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
 
 
@@ -403,7 +408,12 @@ async def resolve_prefetch(
                     result.data[key] = outcome
                     result.fetched.append(key)
         _raise_if_required(failures, required)
-        refs = missing_medication_references([*result.data.values(), *also_referencing])
+        scanned = [
+            value
+            for key, value in result.data.items()
+            if _TEMPLATE_TYPE.match(templates[key]) is not None
+        ]
+        refs = missing_medication_references([*scanned, *also_referencing])
         remaining = settings.prefetch_timeout_seconds - (time.monotonic() - started)
         client = client_or_reason() if refs else None
         if isinstance(client, str) or (refs and remaining <= 0):
