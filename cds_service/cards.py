@@ -20,10 +20,10 @@ above, and the failure is logged with the rule id only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import Template, TemplateError
 
@@ -116,11 +116,24 @@ def fact_value_text(name: str, fact: Fact) -> Trusted:
     return md_escape(value)
 
 
+T = TypeVar("T", bound=Hashable)
+
+
+def _first_unique(items: Iterable[T], limit: int) -> list[T]:
+    """The first `limit` distinct items, without walking the rest (provenance can be long)."""
+    seen: dict[T, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+        if len(seen) == limit:
+            break
+    return list(seen)
+
+
 def fact_view(name: str, fact: Fact) -> FactView:
-    refs = list(dict.fromkeys(p.resource for p in fact.provenance))[:_MAX_RESOURCES]
+    refs = _first_unique((p.resource for p in fact.provenance), _MAX_RESOURCES)
     sources = [
         f"{md_escape(p.resource)} ({md_escape(p.via)}: {md_escape(p.matched)})"
-        for p in list(dict.fromkeys(fact.provenance))[:_MAX_RESOURCES]
+        for p in _first_unique(fact.provenance, _MAX_RESOURCES)
     ]
     return FactView(
         name=name,
