@@ -45,7 +45,13 @@ def decide(
     as_of: dt.date,
 ) -> Decision:
     """Facts, findings and cards for one hook call."""
-    facts = extract_facts(record, orders=orders, context_orders=context_orders, as_of=as_of)
+    facts = extract_facts(
+        record,
+        orders=orders,
+        context_orders=context_orders,
+        as_of=as_of,
+        terminology=ruleset.terminology,
+    )
     findings = evaluate(ruleset, facts, hook, as_of)
     patient = f"Patient/{record.patient_id}" if record.patient_id else None
     cards: list[wire.Card] = []

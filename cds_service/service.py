@@ -30,7 +30,6 @@ from .prefetch import resolve_prefetch
 from .ruleset.loader import RuleSet, load_ruleset
 from .settings import Settings
 from .storage import IssuedCard, Store
-from .terminology import default_terminology
 from .trusted_clients import TrustedClients, load_trusted_clients
 from .wire import CDSResponse, FeedbackRequest
 
@@ -156,10 +155,9 @@ class CDSService:
         finally:
             correlation_id.reset(token)
 
-    @staticmethod
-    def _unread(resource: dict[str, Any]) -> bool:
+    def _unread(self, resource: dict[str, Any]) -> bool:
         """Resources the fact extractors would read nothing from (not normalised at all)."""
-        return unread_observation(default_terminology(), resource)
+        return unread_observation(self.ruleset.terminology, resource)
 
     def _audit(self, service_id: str, hook_instance: str, decision: Decision) -> None:
         by_uuid = {c.uuid: c for c in decision.cards}

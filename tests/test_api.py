@@ -375,3 +375,31 @@ def test_referenced_medication_sent_beside_the_order_is_not_refetched(
     cards = client.post(SELECT, json=body).json()["cards"]
     assert [c for c in cards if c["indicator"] == "critical"]
     assert httpx_mock.get_requests() == []
+
+
+def test_a_custom_rules_dir_brings_its_own_value_sets(tmp_path: Path) -> None:
+    """CDS_RULES_DIR with its own value sets: extraction matches with those, not the bundled."""
+    import shutil
+
+    from cds_service.paths import bundled_dir
+
+    rules = tmp_path / "rules"
+    shutil.copytree(bundled_dir("rules"), rules)
+    drugs = rules / "valuesets" / "drugs.yaml"
+    text = drugs.read_text(encoding="utf-8")
+    assert "sprycel" in text.lower()
+    drugs.write_text(text.replace("sprycel", "sprycel, dasaloc-local").replace(
+        "Sprycel", "Sprycel, dasaloc-local"), encoding="utf-8")
+    client = make_client(tmp_path, rules_dir=rules)
+    order = {**draft_order("dasatinib"), "medicationCodeableConcept": {"text": "DASALOC-LOCAL 70 mg"}}
+    body = hook_request(
+        "order-select",
+        prefetch=prefetch_for(t315i_record(), templates(client, "phall-order-select")),
+        orders=[order],
+    )
+    cards = client.post(SELECT, json=body).json()["cards"]
+    assert [c for c in cards if c["indicator"] == "critical"]
+    # the bundled terminology does not know the local name
+    default = make_client(tmp_path / "b")
+    cards = default.post(SELECT, json=body).json()["cards"]
+    assert not [c for c in cards if c["indicator"] == "critical"]

@@ -15,6 +15,7 @@ from cds_service.ruleset.conditions import Condition, parse_condition
 from cds_service.ruleset.loader import RuleSet
 from cds_service.ruleset.schema import CardSpec, Rule, UnknownBranch
 from cds_service.ruleset.yaml_source import parse_yaml
+from cds_service.terminology import default_terminology
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = dt.date(2025, 6, 1)
@@ -69,7 +70,7 @@ def rule(
 
 
 def ruleset(*rules: Rule) -> RuleSet:
-    return RuleSet(tuple(rules), registry(), REPO / "rules")
+    return RuleSet(tuple(rules), registry(), REPO / "rules", default_terminology())
 
 
 def d(text: str) -> PartialDate:

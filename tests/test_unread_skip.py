@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from cds_service.facts.extract import extract_facts
+from cds_service.facts.labs import unread_observation
 from cds_service.facts.report import fact_json
 from cds_service.fhir_input import build_record
-from cds_service.service import CDSService
+from cds_service.terminology import default_terminology
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "fhir_fixtures").rglob("*.json"))
 AS_OF = dt.date(2025, 6, 1)
+TERM = default_terminology()
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)
@@ -28,7 +30,7 @@ def test_skipping_unread_observations_changes_no_fact(fixture: Path) -> None:
         for i in range(20)
     ]
     full = build_record([bundle, *noise], None)
-    skipped = build_record([bundle, *noise], None, skip=CDSService._unread)
+    skipped = build_record([bundle, *noise], None, skip=lambda r: unread_observation(TERM, r))
     assert len(skipped) < len(full)
     a = extract_facts(full, as_of=AS_OF)
     b = extract_facts(skipped, as_of=AS_OF)

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from ..citations import Registry, parse_registry
 from ..errors import RuleSetError
 from ..facts.model import FACT_CATALOGUE, INGREDIENTS
-from ..terminology import load_valuesets
+from ..terminology import Terminology, default_terminology, load_valuesets
 from ..wire import validate_fhir_resource
 from .conditions import Problem, parse_condition, unknown_fact_message
 from .schema import DRUG_CLASSES, ORDER_HOOKS, Rule, RuleFile
@@ -50,6 +50,8 @@ class RuleSet:
     rules: tuple[Rule, ...]
     citations: Registry
     rules_dir: Path
+    terminology: Terminology
+    """The value sets under this rule set's valuesets/ folder: what extraction matches with."""
 
     def enabled(self, hook: str) -> tuple[Rule, ...]:
         """Enabled rules that answer `hook`, in id order."""
@@ -155,7 +157,8 @@ def load_ruleset(rules_dir: Path, cards_dir: Path) -> RuleSet:
     if not cards_dir.is_dir():
         raise RuleSetError(f"card template directory {cards_dir} does not exist")
     registry = _load_registry(rules_dir, errors)
-    drug_groups = _drug_groups(rules_dir, errors)
+    terminology = _terminology(rules_dir, errors)
+    drug_groups = _drug_groups(terminology)
     checker = _RuleChecker(rules_dir, cards_dir, registry, drug_groups)
     rules: list[Rule] = []
     files = sorted(p for p in rules_dir.glob("*.yaml") if p.name != CITATIONS_FILE)
@@ -178,20 +181,27 @@ def load_ruleset(rules_dir: Path, cards_dir: Path) -> RuleSet:
             "the service will not start until they are fixed",
             details=errors,
         )
-    return RuleSet(tuple(sorted(rules, key=lambda r: r.id)), registry, rules_dir)
+    assert terminology is not None  # errors would have been raised above
+    return RuleSet(tuple(sorted(rules, key=lambda r: r.id)), registry, rules_dir, terminology)
 
 
-def _drug_groups(rules_dir: Path, errors: list[str]) -> dict[str, frozenset[str]]:
-    """Names a trigger may use for several ingredients: the drug classes, and every value set
-    under rules/valuesets whose members are all canonical ingredients."""
-    groups = {name: frozenset(members) for name, members in DRUG_CLASSES.items()}
+def _terminology(rules_dir: Path, errors: list[str]) -> Terminology | None:
+    """The rule set's own value sets (rules_dir/valuesets), or the bundled ones if it has none."""
     directory = rules_dir / VALUESETS_DIR
     if not directory.is_dir():
-        return groups
+        return default_terminology()
     try:
-        terminology = load_valuesets(directory)
+        return load_valuesets(directory)
     except RuleSetError as exc:
         errors.extend(exc.details or [exc.message])
+        return None
+
+
+def _drug_groups(terminology: Terminology | None) -> dict[str, frozenset[str]]:
+    """Names a trigger may use for several ingredients: the drug classes, and every value set
+    whose members are all canonical ingredients."""
+    groups = {name: frozenset(members) for name, members in DRUG_CLASSES.items()}
+    if terminology is None:
         return groups
     for vs_id, valueset in terminology.valuesets.items():
         if valueset.members and valueset.members <= set(INGREDIENTS):
