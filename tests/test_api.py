@@ -403,3 +403,32 @@ def test_a_custom_rules_dir_brings_its_own_value_sets(tmp_path: Path) -> None:
     default = make_client(tmp_path / "b")
     cards = default.post(SELECT, json=body).json()["cards"]
     assert not [c for c in cards if c["indicator"] == "critical"]
+
+
+def test_sandbox_shaped_order_select_is_answered(client: TestClient) -> None:
+    """What the official sandbox sends: draftOrders Bundle without type, a MedicationRequest
+    with no intent and no medication yet, category as an object, STU3 doseQuantity,
+    extension objects and unknown fields — answered 200, never a 4xx."""
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
+                                 "code": "outpatient"}]},
+        "dosageInstruction": [{"doseQuantity": {"value": 100, "unit": "mg"},
+                               "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}],
+        "extension": {"url": "http://example.org/sandbox", "valueBoolean": True},
+        "subject": {"reference": "Patient/pt-1"},
+        "sandboxOnlyField": "x",
+    }
+    body = hook_request("order-select",
+                        prefetch=prefetch_for(t315i_record(), templates(client, "phall-order-select")),
+                        orders=[draft])
+    del body["context"]["draftOrders"]["type"]
+    r = client.post(SELECT, json=body)
+    assert r.status_code == 200, r.text
+    assert not [c for c in r.json()["cards"] if c["indicator"] == "critical"]  # no drug yet
+    # the drug is then picked: same request, now with dasatinib as text only
+    draft["medicationCodeableConcept"] = {"text": "Sprycel 100 mg tablet"}
+    r = client.post(SELECT, json=body)
+    assert [c for c in r.json()["cards"] if c["indicator"] == "critical"]
