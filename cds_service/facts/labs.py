@@ -101,6 +101,9 @@ def unread_observation(term: Terminology, o: dict[str, Any]) -> bool:
     code = o.get("code")
     if not isinstance(code, dict):
         return False
+    fast = _unread_single_coding(term, code)
+    if fast is not None:
+        return fast
     codings = code.get("coding")
     if codings is None and "code" not in code and "system" not in code:
         codings = []  # text only
@@ -109,6 +112,38 @@ def unread_observation(term: Terminology, o: dict[str, Any]) -> bool:
     ):
         return False  # normalise_cc would rewrite it: let the normal path read it
     return not match_cc(term, code).hits
+
+
+_UNREAD_MEMO_MAX = 20000
+
+
+def _unread_single_coding(term: Terminology, code: dict[str, Any]) -> bool | None:
+    """The common shape — one coding with a string code, optional text — answered from a flat
+    memo key; None for any other shape (the general path decides). Same answer as the
+    general path: a code matching no concept, by code or by text."""
+    codings = code.get("coding")
+    if type(codings) is not list or len(codings) != 1:
+        return None
+    coding = codings[0]
+    if type(coding) is not dict or type(coding.get("code", "")) is not str:
+        return None
+    key = (
+        "unread",
+        coding.get("system"),
+        coding.get("code"),
+        coding.get("display"),
+        code.get("text"),
+    )
+    try:
+        cached = term.memo.get(key)
+    except TypeError:  # an unhashable value: let the general path decide
+        return None
+    if cached is None:
+        cached = not match_cc(term, code).hits
+        if len(term.memo) >= _UNREAD_MEMO_MAX:
+            term.memo.clear()
+        term.memo[key] = cached
+    return bool(cached)
 
 
 def _has_links(o: dict[str, Any]) -> bool:
