@@ -18,7 +18,7 @@ from .cards import CardRenderer
 from .evaluate import Finding, evaluate
 from .facts.extract import extract_facts
 from .facts.model import Facts
-from .fhir_input import Record, build_record
+from .fhir_input import Record, build_record, iter_resources
 from .ruleset.loader import RuleSet
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
@@ -68,14 +68,7 @@ def decide(
 
 def bundle_resources(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The resources of a Bundle's entries (a bare resource counts as a one-entry bundle)."""
-    if bundle.get("resourceType") != "Bundle":
-        return [dict(bundle)]
-    out: list[dict[str, Any]] = []
-    for entry in bundle.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict):
-            out.append(resource)
-    return out
+    return list(iter_resources(bundle))
 
 
 def _reference(resource: Mapping[str, Any]) -> str:

@@ -318,6 +318,13 @@ def _flatten(
         yield item, url
 
 
+def iter_resources(source: Any) -> Iterator[dict[str, Any]]:
+    """Every resource in source (Bundles of any type, lists, single resources), in order; the
+    same walk build_record makes, without normalising or filtering by patient."""
+    for resource, _ in _flatten(source, []):
+        yield resource
+
+
 def _subject_ref(resource: dict[str, Any]) -> str | None:
     for name in ("subject", "patient"):
         value = resource.get(name)

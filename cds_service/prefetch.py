@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -39,6 +39,7 @@ import httpx
 
 from cds_service.errors import FHIRClientError, PrefetchUnavailable
 from cds_service.fhir_client import FHIRClient
+from cds_service.fhir_input import iter_resources
 from cds_service.settings import Settings
 
 __all__ = [
@@ -100,19 +101,6 @@ _TEMPLATE_TYPE = re.compile(
 _MEDICATION_REF = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
 
 
-def _resources(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, list):
-        for item in value:
-            yield from _resources(item)
-    elif isinstance(value, dict):
-        if value.get("resourceType") == "Bundle":
-            for entry in value.get("entry") or ():
-                if isinstance(entry, dict):
-                    yield from _resources(entry.get("resource"))
-        else:
-            yield value
-
-
 def missing_medication_references(values: Iterable[Any]) -> list[str]:
     """Relative `Medication/id` references of medication records that no resource answers.
 
@@ -122,7 +110,7 @@ def missing_medication_references(values: Iterable[Any]) -> list[str]:
     """
     present: set[str] = set()
     wanted: set[str] = set()
-    for resource in (r for v in values for r in _resources(v)):
+    for resource in (r for v in values for r in iter_resources(v)):
         rtype = resource.get("resourceType")
         if rtype == "Medication" and isinstance(resource.get("id"), str):
             present.add(f"Medication/{resource['id']}")

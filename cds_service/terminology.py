@@ -403,19 +403,22 @@ def _str_list(
     return tuple(x for x in out if x)
 
 
+def _unknown_keys(
+    raw: dict[str, Any], allowed: frozenset[str], file: str, path: str, errors: _Errors
+) -> None:
+    for key in raw:
+        if key not in allowed:
+            errors.add(
+                file, _line(raw, key), f"{path}.{key}", f"unknown key (allowed: {sorted(allowed)})"
+            )
+
+
 def _parse_code(raw: Any, file: str, path: str, errors: _Errors) -> Code | None:
     line = _line(raw)
     if not isinstance(raw, dict):
         errors.add(file, line, path, "a code must be a mapping")
         return None
-    for key in raw:
-        if key not in _CODE_KEYS:
-            errors.add(
-                file,
-                _line(raw, key),
-                f"{path}.{key}",
-                f"unknown key (allowed: {sorted(_CODE_KEYS)})",
-            )
+    _unknown_keys(raw, _CODE_KEYS, file, path, errors)
     system, code, verified = raw.get("system"), raw.get("code"), raw.get("verified")
     ok = True
     if not isinstance(system, str) or not system:
@@ -460,14 +463,7 @@ def _parse_concept(raw: Any, vs_id: str, file: str, path: str, errors: _Errors) 
     if not isinstance(raw, dict):
         errors.add(file, line, path, "a concept must be a mapping")
         return None
-    for key in raw:
-        if key not in _CONCEPT_KEYS:
-            errors.add(
-                file,
-                _line(raw, key),
-                f"{path}.{key}",
-                f"unknown key (allowed: {sorted(_CONCEPT_KEYS)})",
-            )
+    _unknown_keys(raw, _CONCEPT_KEYS, file, path, errors)
     cid = raw.get("id")
     if not isinstance(cid, str) or not _ID_RE.match(cid):
         errors.add(file, line, f"{path}.id", "required: lower-case id ([a-z0-9_.-])")
