@@ -22,7 +22,7 @@ from .decide import Decision, decide
 from .discovery import Catalogue
 from .envelope import parse_envelope, parse_json, split_orders
 from .errors import HookMismatch, NotFound, RequestError
-from .facts.labs import unread_observation
+from .facts.extract import unread_observation
 from .fhir_input import build_record
 from .logs import correlation_id
 from .paths import cards_dir, rules_dir

@@ -14,7 +14,8 @@ from cds_service.facts.model import Fact, Facts, OrderedItem, PartialDate, Prove
 from cds_service.ruleset.conditions import Condition, parse_condition
 from cds_service.ruleset.loader import RuleSet
 from cds_service.ruleset.schema import CardSpec, Rule, UnknownBranch
-from cds_service.ruleset.yaml_source import parse_yaml
+from cds_service.yaml_source import parse_yaml
+from cds_service.facts.parameters import default_parameters
 from cds_service.terminology import default_terminology
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,7 +71,9 @@ def rule(
 
 
 def ruleset(*rules: Rule) -> RuleSet:
-    return RuleSet(tuple(rules), registry(), REPO / "rules", default_terminology())
+    return RuleSet(
+        tuple(rules), registry(), REPO / "rules", default_terminology(), default_parameters()
+    )
 
 
 def d(text: str) -> PartialDate:
