@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.facts.extract import extract_facts
 from cds_service.facts.catalogue import FACT_CATALOGUE
+from cds_service.facts.extract import extract_facts
 from cds_service.facts.model import Facts
 from cds_service.facts.report import format_facts
 from cds_service.fhir_input import build_record
