@@ -128,16 +128,23 @@ def cd19_from_text(term: Terminology, text: str) -> str | None:
     return None
 
 
-def population(term: Terminology, *texts: str, unit: str | None = None) -> str | None:
-    """'blasts', 'unstated', or None when the texts name a lymphocyte population (or a count)."""
+def population(
+    term: Terminology, *texts: str, unit: str | None = None, code: Matches | None = None
+) -> str | None:
+    """'blasts', 'unstated', or None when the texts name a lymphocyte population (or a count).
+
+    Population words count whatever their polarity ("no CD19+ blasts" is still about blasts,
+    "CD19+ B cells absent" still about B cells). A leukemia immunophenotype / flow result
+    (`code`) is about the leukemic population unless lymphocytes are named."""
     m: Matches = match_texts(term, [t for t in texts if t])
-    leukemic = m.any(C.POPULATION_LEUKEMIC, C.IMMUNOPHENOTYPE, C.MRD)
-    lymphocytes = C.POPULATION_LYMPHOCYTES in m or (
+    named_leukemic = m.mentioned(C.POPULATION_LEUKEMIC, C.MRD)
+    lymphocytes = m.mentioned(C.POPULATION_LYMPHOCYTES) or (
         unit is not None and any(u in unit.lower() for u in _COUNT_UNITS)
     )
-    if lymphocytes and not m.any(C.POPULATION_LEUKEMIC, C.MRD):
+    if lymphocytes and not named_leukemic:
         return None
-    return "blasts" if leukemic else "unstated"
+    context = m.mentioned(C.IMMUNOPHENOTYPE) or (code is not None and C.IMMUNOPHENOTYPE in code)
+    return "blasts" if named_leukemic or context else "unstated"
 
 
 def _number_reading(
@@ -177,7 +184,7 @@ def visit_cd19(
         hit = code.hits[C.CD19_TEST]
         reading_v = read_value(ctx.term, holder)
         unit = reading_v.unit
-        pop = population(ctx.term, *_code_texts(holder), *context, *texts, unit=unit)
+        pop = population(ctx.term, *_code_texts(holder), *context, *texts, unit=unit, code=code)
         if pop is None:
             ctx.issues.append(f"{ref}: CD19 on lymphocytes / B cells, not blast CD19 status")
             return
@@ -204,7 +211,7 @@ def visit_cd19(
                 reading = cd19_from_text(ctx.term, statement)
                 if reading is None:
                     continue
-                pop = population(ctx.term, statement, *_code_texts(holder), *context)
+                pop = population(ctx.term, statement, *_code_texts(holder), *context, code=code)
                 if pop is None:
                     ctx.issues.append(
                         f"{ref}: CD19 on lymphocytes / B cells, not blast CD19 status"

@@ -8,7 +8,9 @@ Dates. A diagnosis is dated by its onset (else recordedDate). A relapse — C91.
 clinicalStatus on a leukemia code, or relapse wording — is dated by the evidence that the
 patient is in relapse: its onset when that onset lies after the first leukemia diagnosis in
 the record; otherwise (an onset that is the original diagnosis, or none) the later of
-recordedDate and the Condition's encounter, else undated. A CNS / extramedullary Condition
+recordedDate and the Condition's encounter, else undated. (The first diagnosis is the
+earliest onset of a leukemia Condition that is not itself a relapse record; with none, the
+onset is used when nothing later is recorded.) A CNS / extramedullary Condition
 that is inactive, in remission or resolved is "resolved" involvement: onset, and abatement as
 its end. Structural matches: a leukemia Condition whose bodySite is in the CNS, the testis,
 the skin or another extramedullary site counts as involvement of that site (there are no
@@ -77,19 +79,38 @@ _RELAPSING = frozenset({"relapse", "recurrence"})
 
 
 def first_diagnosis(ctx: Context, conditions: list[dict[str, Any]]) -> PartialDate | None:
-    """Earliest onset of a leukemia diagnosis among the Conditions (evidence only)."""
+    """Earliest onset of a leukemia diagnosis among the Conditions that are not themselves
+    about a relapse (evidence only)."""
     onsets: list[PartialDate] = []
     for c in conditions:
         if not condition_is_evidence(c):
             continue
         m = match_cc(ctx.term, c.get("code"))
-        if m.any(*_LEUKEMIA):
+        if m.any(*_LEUKEMIA) and _relapse_of(m, clinical_status(c), c, ref_of(c)) is None:
             onset = first_date(
                 ctx, c, ref_of(c), "onsetDateTime", "onsetPeriod.start", "onsetString"
             )
             if onset is not None:
                 onsets.append(onset)
     return min(onsets, key=lambda d: (d.start, d.end)) if onsets else None
+
+
+def _relapse_of(m: Matches, status: str | None, c: dict[str, Any], ref: str) -> Provenance | None:
+    """What makes this Condition a relapse record, or None."""
+
+    def prov(concept: str) -> Provenance:
+        hit = m.hits[concept]
+        return Provenance(ref, hit.matched, hit.via)
+
+    if C.ALL_IN_RELAPSE in m:
+        return prov(C.ALL_IN_RELAPSE)
+    if C.RELAPSE_EXACT in m:
+        return prov(C.RELAPSE_EXACT)
+    if C.RELAPSE in m and (m.any(*_LEUKEMIA) or m.any(*_EM_CONTEXT)):
+        return prov(C.RELAPSE)
+    if status in _RELAPSING and m.any(*_LEUKEMIA):
+        return Provenance(ref, f"clinicalStatus {status}", "status")
+    return None
 
 
 def _encounter_start(ctx: Context, c: dict[str, Any], ref: str) -> PartialDate | None:
@@ -162,15 +183,7 @@ def visit_condition(ctx: Context, c: dict[str, Any]) -> None:
     elif C.PH_NEGATIVE in m:
         ctx.add(Ev.PH, "negative", date, prov(C.PH_NEGATIVE))
     # relapse
-    relapse: Provenance | None = None
-    if C.ALL_IN_RELAPSE in m:
-        relapse = prov(C.ALL_IN_RELAPSE)
-    elif C.RELAPSE_EXACT in m:
-        relapse = prov(C.RELAPSE_EXACT)
-    elif C.RELAPSE in m and (leukemia or m.any(*_EM_CONTEXT)):
-        relapse = prov(C.RELAPSE)
-    elif status in _RELAPSING and leukemia:
-        relapse = Provenance(ref, f"clinicalStatus {status}", "status")
+    relapse = _relapse_of(m, status, c, ref)
     when_relapsed = relapse_date(ctx, c, ref) if relapse is not None else None
     if relapse is not None:
         ctx.add(Ev.RELAPSE, "yes", when_relapsed, relapse)

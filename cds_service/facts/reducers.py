@@ -563,9 +563,13 @@ def _class_peers(drug: str, classes: Sequence[str]) -> tuple[str, ...]:
 
 
 def _last_seen(items: Iterable[Evidence], as_of: dt.date | None) -> PartialDate | None:
+    """When the drug was last started, ordered, given or stopped. A medication-list review
+    (MedicationStatement.dateAsserted) is not evidence of taking it: not counted here."""
     dates: list[PartialDate | None] = []
     for e in items:
-        dates += [e.date, e.asserted]
+        dates.append(e.date)
+        if not e.origin.startswith("MedicationStatement/"):
+            dates.append(e.asserted)
         if e.end is not None and (as_of is None or e.end.start <= as_of):
             dates.append(e.end)
     return latest(*dates)
@@ -578,8 +582,10 @@ class Exposure:
     current: any record that is current (see facts.exposure) and not outweighed. An open-ended
     `active` request or statement is outweighed when its latest assertion is older than the
     declared staleness window, or when another drug of its class (facts.yaml
-    `supersede_within`) was started after this drug was last seen. past: the latest episode
-    (its start, end and stop reason). What was outweighed and why is in the detail.
+    `supersede_within`) was started after this drug was last seen — unless that drug was
+    already running before (two drugs of a class taken together, not a switch). past: the
+    latest episode (its start, end and stop reason); when an active record was outweighed, the
+    detail says which and why.
     """
 
     drug: str
@@ -595,48 +601,50 @@ class Exposure:
         seen = _last_seen(items, inputs.as_of)
         newer_peer: tuple[str, PartialDate] | None = None
         for peer in peers:
-            for e in inputs.items(Ev.EXPOSURE, peer):
+            peer_items = inputs.items(Ev.EXPOSURE, peer)
+            if any(
+                e.value == "current" and e.date is not None and not _after(e.date, seen)
+                for e in peer_items
+            ):
+                continue  # the peer was already running: taken together, not a switch
+            for e in peer_items:
                 if e.date is None or not _after(e.date, seen):
                     continue
-                if newer_peer is None or e.date.start > newer_peer[1].start:
-                    newer_peer = (peer, e.date)
+                if newer_peer is None or e.date.start < newer_peer[1].start:
+                    newer_peer = (peer, e.date)  # the first start of another drug since
         current: list[Evidence] = []
-        outweighed: list[tuple[Evidence, str]] = []
+        stale: list[PartialDate] = []
+        superseded = False
+        limit = inputs.as_of - dt.timedelta(days=params.stale_after_days) if inputs.as_of else None
         for e in items:
             if e.value != "current":
                 continue
             if e.end is None and e.origin.startswith(_OPEN_ENDED_TYPES):
                 base = latest(e.asserted, e.date)
-                limit = (
-                    inputs.as_of - dt.timedelta(days=params.stale_after_days)
-                    if inputs.as_of
-                    else None
-                )
                 if base is not None and limit is not None and base.end < limit:
-                    outweighed.append(
-                        (
-                            e,
-                            f"active record last asserted {base}, older than "
-                            f"{params.stale_after_days} days: not read as current",
-                        )
-                    )
+                    stale.append(base)
                     continue
                 if newer_peer is not None:
-                    peer, started = newer_peer
-                    outweighed.append(
-                        (
-                            e,
-                            f"active record superseded by {peer.replace('_', ' ')} "
-                            f"started {started}",
-                        )
-                    )
+                    superseded = True
                     continue
             current.append(e)
-        note = "; ".join(dict.fromkeys(reason for _, reason in outweighed)) or None
+        reasons: list[str] = []
+        if stale:
+            shown = ", ".join(sorted({str(d) for d in stale}))
+            reasons.append(
+                f"active record last asserted {shown}: older than {params.stale_after_days} "
+                "days, not read as current"
+            )
+        if superseded and newer_peer is not None:
+            peer, started = newer_peer
+            reasons.append(
+                f"active record superseded by {peer.replace('_', ' ')} started {started}"
+            )
+        note = "; ".join(reasons) or None
         if current:
             starts = [e.date for e in current if e.date]
             start = min(starts, key=lambda d: (d.start, d.end)) if starts else None
-            return Fact("current", start, detail=note, provenance=provs(current))
+            return Fact("current", start, provenance=provs(current))
         last = max(items, key=lambda e: (_start(e.end or e.date), _start(e.date), e.sort_key()))
         detail = "; ".join(x for x in (last.detail, note) if x) or None
         return Fact(

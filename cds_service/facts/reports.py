@@ -20,7 +20,7 @@ from typing import Any
 from cds_service.facts import concepts as C
 from cds_service.facts.cd19 import cd19_from_text, population
 from cds_service.facts.evidence import Context, Ev, first_date
-from cds_service.facts.matching import match_cc, match_texts
+from cds_service.facts.matching import Matches, match_cc, match_texts
 from cds_service.facts.model import Provenance
 from cds_service.facts.reading import ref_of, result_is_evidence, texts_of
 from cds_service.facts.variants import emit_result, mutations_in_text
@@ -65,17 +65,17 @@ def visit_report(ctx: Context, r: dict[str, Any]) -> None:
             ctx.add(Ev.PH, "negative", date, prov, detail="qualitative result (report)")
     names = [*texts_of(r.get("code")), text]
     if code.any(C.IMMUNOPHENOTYPE, C.CD19_TEST) or vm.any(C.IMMUNOPHENOTYPE):
-        _cd19(ctx, text, names, ref, date)
+        _cd19(ctx, text, names, ref, date, code)
     if code.any(C.ABL1_MUTATION_ANALYSIS) or C.ABL1_MUTATION_ANALYSIS in vm:
         _abl1(ctx, text, ref, date)
 
 
-def _cd19(ctx: Context, text: str, names: list[str], ref: str, date: Any) -> None:
+def _cd19(ctx: Context, text: str, names: list[str], ref: str, date: Any, code: Matches) -> None:
     for statement in text.replace(";", ".").split(". "):
         reading = cd19_from_text(ctx.term, statement)
         if reading is None:
             continue
-        pop = population(ctx.term, statement, *names)
+        pop = population(ctx.term, statement, *names, code=code)
         if pop is None:
             ctx.issues.append(f"{ref}: CD19 on lymphocytes / B cells, not blast CD19 status")
             continue
