@@ -33,6 +33,7 @@ from .storage import IssuedCard, Store
 from .trusted_clients import TrustedClients, load_trusted_clients
 from .wire import CDSResponse, FeedbackRequest
 
+_MAX_CODES_LOGGED = 10
 log = logging.getLogger("cds_service.service")
 
 
@@ -140,6 +141,9 @@ class CDSService:
             )
             response = CDSResponse(cards=decision.cards).dump()
             self._audit(service_id, request.hook_instance, decision)
+            for code in decision.facts.unrecognised_codes[:_MAX_CODES_LOGGED]:
+                # a code, never patient data: integrators map it into drugs.yaml
+                log.warning(f"unrecognised order code {code[:200]}", extra={"service": service_id})
             log.info(
                 "hook answered",
                 extra={

@@ -89,6 +89,8 @@ IMMUNOPHENOTYPE = _c("immunophenotype")
 POPULATION_LEUKEMIC = _c("population_leukemic")
 POPULATION_LYMPHOCYTES = _c("population_lymphocytes")
 MRD = _c("mrd")
+# drugs (the canonical ingredients are concepts of drugs.yaml)
+BLINATUMOMAB = _c("blinatumomab")
 # transplant and cellular therapy
 HSCT = _c("hsct")
 ALLO_QUALIFIER = _c("allo_qualifier")

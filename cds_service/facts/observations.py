@@ -130,7 +130,7 @@ def unread_observation(term: Terminology, o: dict[str, Any]) -> bool:
     False (they are normalised and read as usual)."""
     if o.get("resourceType") != "Observation":
         return False
-    if "component" in o or _has_text_value(o) or _has_links(o):
+    if "component" in o or _has_text_value(o) or _has_links(o) or _has_genetics(o):
         return False
     code = o.get("code")
     if not isinstance(code, dict):
@@ -182,6 +182,14 @@ def _unread_single_coding(term: Terminology, code: dict[str, Any]) -> bool | Non
 
 def _has_links(o: dict[str, Any]) -> bool:
     return any(name in o for name in _LINKS)
+
+
+def _has_genetics(o: dict[str, Any]) -> bool:
+    """R4 core observation-genetics extensions make an Observation a variant result."""
+    ext = o.get("extension")
+    return isinstance(ext, list) and any(
+        isinstance(e, dict) and "genetics" in str(e.get("url", "")).lower() for e in ext
+    )
 
 
 def _has_text_value(o: dict[str, Any]) -> bool:
@@ -466,7 +474,7 @@ def _response(
 ) -> None:
     link = _linked_to_blinatumomab(ctx, o)
     texts = value_texts(o)
-    named = "blinatumomab" in code or "blinatumomab" in match_texts(ctx.term, texts)
+    named = C.BLINATUMOMAB in code or C.BLINATUMOMAB in match_texts(ctx.term, texts)
     if link is None and not (named and code.any(C.DISEASE_STATUS, C.RESPONSE, C.NO_RESPONSE)):
         return
     vm = match_texts(ctx.term, texts)
