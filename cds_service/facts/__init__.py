@@ -1,5 +1,7 @@
 """Clinical facts from one patient's FHIR record: the layer rules are written against.
 
+::
+
     extract.py      the driver: visit resources → evidence → reduce → Facts (and the
                     pre-normalisation gate for Observations no reader reads)
     catalogue.py    every fact declared once: kind, values, sources (prefetch), reducer

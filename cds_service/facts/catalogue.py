@@ -354,6 +354,10 @@ REDUCED_KEYS: frozenset[Ev] = frozenset(
 _unreduced = set(Ev) - REDUCED_KEYS
 if _unreduced:  # an evidence key no fact reads would be dropped silently
     raise AssertionError(f"evidence keys with no reducer: {sorted(_unreduced)}")
+_UNKNOWN: Mapping[str, Fact] = MappingProxyType(
+    {name: spec.unknown() for name, spec in FACT_CATALOGUE.items()}
+)
+"""The no-evidence fact of each declared fact (facts are immutable: one instance serves all)."""
 _REDUCERS: Mapping[str, R.Reducer] = MappingProxyType(
     {name: spec.reducer for name, spec in FACT_CATALOGUE.items() if spec.reducer is not None}
 )
@@ -361,7 +365,7 @@ _REDUCERS: Mapping[str, R.Reducer] = MappingProxyType(
 
 def unknown_fact(name: str) -> Fact:
     """The fact with no evidence, for its kind."""
-    return FACT_CATALOGUE[name].unknown()
+    return _UNKNOWN[name]
 
 
 def reduce_evidence(
@@ -386,7 +390,10 @@ def build_facts(
         raise KeyError(f"facts not in the catalogue: {sorted(unknown_names)}")
     full: dict[str, Fact] = {}
     for name, spec in FACT_CATALOGUE.items():
-        fact = values.get(name) or spec.unknown()
+        fact = values.get(name)
+        if fact is None:
+            full[name] = _UNKNOWN[name]
+            continue
         spec.check(name, fact)
         full[name] = fact
     full["order.ingredients"] = Fact(
