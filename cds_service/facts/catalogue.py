@@ -168,6 +168,24 @@ declare(
     reducer=R.TkiSwitch(),
 )
 declare(
+    "tki.switch_reason",
+    "enum",
+    "Why the TKI before the newest one was stopped (its statusReason): resistance, "
+    "intolerance, or unknown.",
+    ("resistance", "intolerance", "unknown"),
+    sources=_MEDS,
+    reducer=R.TkiSwitchReason(),
+)
+declare(
+    "planned",
+    "set",
+    "Therapy planned but not yet given (proposal / plan / draft / future-dated "
+    "MedicationRequests, open ServiceRequests), by ingredient.",
+    INGREDIENTS,
+    sources=("MedicationRequest", "ServiceRequest"),
+    reducer=R.Planned(),
+)
+declare(
     "cd19_directed",
     "enum",
     "Latest exposure to any CD19-directed therapy (blinatumomab, CD19 CAR-T); date = its start."

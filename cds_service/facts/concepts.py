@@ -89,6 +89,9 @@ IMMUNOPHENOTYPE = _c("immunophenotype")
 POPULATION_LEUKEMIC = _c("population_leukemic")
 POPULATION_LYMPHOCYTES = _c("population_lymphocytes")
 MRD = _c("mrd")
+# why a drug was stopped
+STOP_RESISTANCE = _c("stop_resistance")
+STOP_INTOLERANCE = _c("stop_intolerance")
 # drugs (the canonical ingredients are concepts of drugs.yaml)
 BLINATUMOMAB = _c("blinatumomab")
 # transplant and cellular therapy

@@ -60,6 +60,11 @@ class Ev(StrEnum):
     """Smoking status at a date (a smoking-status Observation or a smoking Condition)."""
     EXPOSURE = "exposure"
     """One medication / cellular-therapy record (item = canonical ingredient)."""
+    STOP_REASON = "stop_reason"
+    """Why a drug was stopped, from the record's statusReason (item = ingredient)."""
+    PLANNED = "planned"
+    """A therapy planned but not yet given: a proposal / plan / draft / future-dated
+    MedicationRequest, or an active ServiceRequest (item = ingredient)."""
 
 
 _STATUS = frozenset({"yes", "no", "resolved"})
@@ -87,6 +92,8 @@ EVIDENCE_VALUES: Mapping[Ev, frozenset[str]] = MappingProxyType(
         Ev.ARTERIAL_RISK: frozenset({"yes"}),
         Ev.SMOKING: frozenset({"current", "former", "never"}),
         Ev.EXPOSURE: frozenset({"current", "past"}),
+        Ev.STOP_REASON: frozenset({"resistance", "intolerance"}),
+        Ev.PLANNED: frozenset({"planned"}),
     }
 )
 """Status keys (CNS, extramedullary) take yes / no, or "resolved": involvement that the record

@@ -33,7 +33,7 @@ from cds_service.facts.model import PartialDate, Provenance
 from cds_service.facts.reading import ref_of, short, texts_of
 from cds_service.fhir_input import as_list
 
-EMITS = frozenset({Ev.EXPOSURE, Ev.BLINATUMOMAB_RESPONSE})
+EMITS = frozenset({Ev.EXPOSURE, Ev.BLINATUMOMAB_RESPONSE, Ev.STOP_REASON})
 
 _NOT_EXPOSURE: dict[str, frozenset[str]] = {
     "MedicationRequest": frozenset({"entered-in-error", "cancelled", "draft"}),
@@ -111,6 +111,22 @@ def exposure_state(
     return None
 
 
+def _stop_kind(
+    ctx: Context, r: dict[str, Any], ref: str, ingredient: str, date: PartialDate | None
+) -> None:
+    """Why the drug was stopped (resistance / intolerance), when the statusReason says so."""
+    texts = [t for reason in as_list(r.get("statusReason")) for t in texts_of(reason)]
+    if not texts:
+        return
+    m = match_texts(ctx.term, texts)
+    for concept, value in ((C.STOP_RESISTANCE, "resistance"), (C.STOP_INTOLERANCE, "intolerance")):
+        if concept in m:
+            matched = f"statusReason {m.hits[concept].matched}"
+            prov = Provenance(ref, matched, "text")
+            ctx.add(Ev.STOP_REASON, value, date, prov, item=ingredient)
+            return
+
+
 def _response_in_reason(
     ctx: Context, r: dict[str, Any], ref: str, date: PartialDate | None
 ) -> None:
@@ -143,6 +159,8 @@ def visit_medication(ctx: Context, r: dict[str, Any]) -> None:
         if hit.ingredient == "blinatumomab":
             ctx.blinatumomab_refs.add(ref)
             _response_in_reason(ctx, r, ref, end or start)
+        if value == "past":
+            _stop_kind(ctx, r, ref, hit.ingredient, end or start)
         ctx.add(
             Ev.EXPOSURE,
             value,

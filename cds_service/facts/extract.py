@@ -21,7 +21,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cds_service.facts import cd19 as cd19_reader
-from cds_service.facts import conditions, exposure, observations, procedures, reports, variants
+from cds_service.facts import (
+    conditions,
+    exposure,
+    observations,
+    plans,
+    procedures,
+    reports,
+    variants,
+)
 from cds_service.facts.catalogue import REDUCED_KEYS, reduce_evidence
 from cds_service.facts.conditions import first_diagnosis, visit_condition
 from cds_service.facts.evidence import Context
@@ -30,6 +38,7 @@ from cds_service.facts.model import Facts
 from cds_service.facts.observations import unread_observation, visit_observation
 from cds_service.facts.orders import resolve_orders
 from cds_service.facts.parameters import FactParameters, default_parameters
+from cds_service.facts.plans import visit_medication_plan, visit_service_plan
 from cds_service.facts.procedures import visit_procedure
 from cds_service.facts.reading import ref_of
 from cds_service.facts.reports import visit_report
@@ -42,6 +51,8 @@ _VISITORS: tuple[tuple[str, Callable[[Context, dict[str, Any]], None]], ...] = (
     ("MedicationRequest", visit_medication),
     ("MedicationStatement", visit_medication),
     ("MedicationAdministration", visit_medication),
+    ("MedicationRequest", visit_medication_plan),
+    ("ServiceRequest", visit_service_plan),
     ("Procedure", visit_procedure),
     ("Condition", visit_condition),
     ("Observation", visit_observation),
@@ -50,7 +61,7 @@ _VISITORS: tuple[tuple[str, Callable[[Context, dict[str, Any]], None]], ...] = (
 """Medication records first (linked response Observations need them), Procedures before
 Observations (CSF results that are part of a lumbar puncture)."""
 
-_READERS = (exposure, procedures, conditions, observations, variants, cd19_reader, reports)
+_READERS = (exposure, plans, procedures, conditions, observations, variants, cd19_reader, reports)
 EMITTED = frozenset(key for reader in _READERS for key in reader.EMITS)
 if EMITTED != REDUCED_KEYS:  # a reader and the catalogue disagree: fail at import, not silently
     raise AssertionError(

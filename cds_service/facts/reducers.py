@@ -751,6 +751,50 @@ class TkiSwitch:
 
 
 @dataclass(frozen=True)
+class TkiSwitchReason:
+    """Why the TKI before the newest one was stopped: resistance, intolerance, or unknown (no
+    reason recorded, or both recorded for it)."""
+
+    evidence: tuple[Ev, ...] = (Ev.STOP_REASON,)
+    needs: tuple[str, ...] = ("tki.switch",)
+
+    def __call__(self, name: str, inputs: Inputs) -> Fact | None:
+        switch = inputs.fact("tki.switch")
+        if switch is None or switch.value != "yes" or not switch.detail:
+            return None
+        order = switch.detail.split(" → ")
+        if len(order) < 2:
+            return None
+        previous = order[-2]
+        reasons = inputs.items(Ev.STOP_REASON, previous)
+        if not reasons:
+            return None
+        last = _latest(reasons)
+        if {e.value for e in reasons if e.date == last.date} != {last.value}:
+            return None  # both said on the same day: not one reason
+        detail = f"{previous.replace('_', ' ')} stopped for {last.value}"
+        return Fact(last.value, last.date, detail=detail, provenance=provs(reasons))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Ingredients of therapy planned but not yet given (facts.plans)."""
+
+    evidence: tuple[Ev, ...] = (Ev.PLANNED,)
+    needs: tuple[str, ...] = ()
+
+    def __call__(self, name: str, inputs: Inputs) -> Fact | None:
+        items = inputs.items(Ev.PLANNED)
+        if not items:
+            return None
+        return Fact(
+            frozenset(e.item for e in items if e.item),
+            _latest(items).date,
+            provenance=provs(items),
+        )
+
+
+@dataclass(frozen=True)
 class CD19Directed:
     """Latest exposure to any CD19-directed therapy (blinatumomab, CD19 CAR-T)."""
 
