@@ -47,6 +47,7 @@ def _start(tmp: Path, extra_args: list[str], scheme: str = "http", verify: Any =
         "CDS_AUTH": "on",
         "CDS_TRUSTED_CLIENTS": str(trusted),
         "CDS_ALLOW_HTTP_FHIR": "true",
+        "CDS_ALLOW_LOOPBACK_FHIR": "true",
     }
     with (tmp / "service.log").open("wb") as log:
         proc = subprocess.Popen(
