@@ -116,7 +116,7 @@ async def read_body(
 def audiences(request: Request, settings: Settings) -> tuple[str, ...]:
     """The URLs this request's endpoint is known by: each configured public base URL plus the
     path. Only configuration and the request path are used, never Host or X-Forwarded-*."""
-    path = request.scope.get("root_path", "") + request.scope["path"]
+    path = request.scope["path"]  # uvicorn puts any root_path in front of it already
     return tuple(base.rstrip("/") + path for base in settings.public_base_url)
 
 

@@ -254,7 +254,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 def guarded_transport(
-    ssl_context: ssl.SSLContext, *, allow_loopback: bool = False
+    ssl_context: ssl.SSLContext,
+    *,
+    allow_loopback: bool = False,
+    backend: GuardedBackend | None = None,
 ) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose every connection goes through `GuardedBackend`.
 
@@ -268,6 +271,6 @@ def guarded_transport(
         max_connections=100,
         max_keepalive_connections=20,
         keepalive_expiry=5.0,
-        network_backend=GuardedBackend(allow_loopback=allow_loopback),
+        network_backend=backend or GuardedBackend(allow_loopback=allow_loopback),
     )
     return transport
