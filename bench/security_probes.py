@@ -20,6 +20,7 @@ measure the refusal do not. Settings the older tree does not know are ignored by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -165,7 +166,11 @@ def start_hostile() -> tuple[ThreadingHTTPServer, Hostile]:
             chunks, size, extra = _bodies(mode, "/" + rest.partition("?")[0])
             self.send_response(200)
             self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(size))
+            if size > MIB:  # no length announced: the reader has to count
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(size))
             for k, v in extra.items():
                 self.send_header(k, v)
             self.end_headers()
@@ -249,8 +254,10 @@ def post(base: str, path: str, body: Any, headers: dict[str, str] | None = None,
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     started = time.monotonic()
     try:
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json",
-                                                       **(headers or {})})
+        # refused before the body was sent whole: the answer may be waiting all the same
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.request("POST", path, body=data, headers={"Content-Type": "application/json",
+                                                           **(headers or {})})
         resp = conn.getresponse()
         payload = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload, \

@@ -213,10 +213,10 @@ def create_app(settings: Settings | None = None, service: CDSService | None = No
             request.headers.get("authorization"), lambda: audiences(request, settings)
         )
 
-    async def body_of(request: Request) -> bytes:
+    async def body_of(request: Request, limit: int = settings.max_body_bytes) -> bytes:
         return await read_body(
             request,
-            settings.max_body_bytes,
+            limit,
             timeout=settings.body_timeout_seconds,
             idle_timeout=settings.body_idle_timeout_seconds,
         )
@@ -234,7 +234,9 @@ def create_app(settings: Settings | None = None, service: CDSService | None = No
 
     async def feedback(request: Request) -> Response:
         await authenticate(request)
-        body = await body_of(request)
+        body = await body_of(
+            request, min(settings.feedback_max_body_bytes, settings.max_body_bytes)
+        )
         return JSONBytes(await svc.feedback(request.path_params["service_id"], body))
 
     async def health(_: Request) -> Response:

@@ -120,9 +120,14 @@ def normalise_base_url(url: str) -> str:
     return f"{scheme}://{shown.rstrip('.')}:{port}{parts.path.rstrip('/')}"
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
 def _host_problem(host: str, *, allow_loopback: bool) -> str | None:
     """Refusals decidable from the host text alone (no allow-list)."""
     name = host.lower().rstrip(".")
+    shown = _shown(host)
     try:
         ip = ipaddress.ip_address(name)
     except ValueError:
@@ -131,15 +136,15 @@ def _host_problem(host: str, *, allow_loopback: bool) -> str | None:
         problem = address_problem(ip, allow_loopback=allow_loopback)
         return None if problem is None else f"{ip} is {problem}"
     if _NUMERIC_HOST.fullmatch(name):
-        return f"{host!r} is a numeric host that is not a dotted-quad IPv4 address"
+        return f"{shown} is a numeric host that is not a dotted-quad IPv4 address"
     if name == "localhost" or name.endswith(".localhost"):
-        return None if allow_loopback else f"{host!r} is a loopback name"
+        return None if allow_loopback else f"{shown} is a loopback name"
     if name in _METADATA_NAMES:
-        return f"{host!r} is a cloud metadata host"
+        return f"{shown} is a cloud metadata host"
     if "." not in name:
-        return f"{host!r} is not a fully qualified domain name"
+        return f"{shown} is not a fully qualified domain name"
     if name.endswith(_INTERNAL_SUFFIXES):
-        return f"{host!r} is an internal name"
+        return f"{shown} is an internal name"
     return None
 
 
@@ -177,7 +182,8 @@ class EgressPolicy:
             if normal in self.allowed:
                 return None
             return (
-                f"fhirServer {normal} is not on the FHIR server allow-list ({self.where}); "
+                f"fhirServer {_shown(normal)} is not on the FHIR server allow-list "
+                f"({self.where}); "
                 "it was not contacted and the access token was not used"
             )
         problem = _host_problem(host, allow_loopback=self.allow_loopback)
@@ -210,7 +216,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         try:
             infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from None
+            raise httpcore.ConnectError(f"cannot resolve {_shown(host)}: {exc}") from None
         addresses: list[IPAddress] = []
         for info in infos:
             ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
@@ -230,9 +236,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         for ip in addresses:
             problem = address_problem(ip, allow_loopback=self._allow_loopback)
             if problem is not None:
-                raise EgressRefused(f"fhirServer host {host!r} resolves to {ip}, {problem}")
+                raise EgressRefused(f"fhirServer host {_shown(host)} resolves to {ip}, {problem}")
         if not addresses:
-            raise httpcore.ConnectError(f"{host!r} resolves to no address")
+            raise httpcore.ConnectError(f"{_shown(host)} resolves to no address")
         return await self._inner.connect_tcp(
             str(addresses[0]),
             port,

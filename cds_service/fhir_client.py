@@ -45,6 +45,7 @@ import orjson
 
 from cds_service.egress import EgressPolicy, EgressRefused, guarded_transport
 from cds_service.errors import FHIRClientError
+from cds_service.logs import truncate
 
 __all__ = ["FHIR_JSON", "FHIRClient", "FHIRClientError"]
 
@@ -153,7 +154,8 @@ class FHIRClient:
         raw_path = path_or_query.partition("?")[0].partition("#")[0]
         if any(unquote(part) in (".", "..") for part in raw_path.split("/")):
             raise FHIRClientError(
-                f"refusing to request {path_or_query!r}: a '.' or '..' path segment would "
+                f"refusing to request {truncate(path_or_query, 120)!r}: a '.' or '..' path "
+                "segment would "
                 "change which resource is read"
             )
         try:
@@ -161,13 +163,16 @@ class FHIRClient:
                 path_or_query if absolute else f"{self.base_url}/{path_or_query.lstrip('/')}"
             )
         except httpx.InvalidURL as exc:
-            raise FHIRClientError(f"invalid FHIR URL in query {path_or_query!r}") from exc
+            raise FHIRClientError(
+                f"invalid FHIR URL in query {truncate(path_or_query, 120)!r}"
+            ) from exc
         path = url.path.rstrip("/")
         under_base = path == self._base_path or path.startswith(f"{self._base_path}/")
         dot_segment = any(part in (".", "..") for part in path.split("/"))
         if _origin(url) != _origin(self.base_url) or not under_base or dot_segment or url.userinfo:
             raise FHIRClientError(
-                f"refusing to request {path_or_query!r}: it is not under the fhirServer URL, "
+                f"refusing to request {truncate(path_or_query, 120)!r}: it is not under the "
+                "fhirServer URL, "
                 "and the access token is only ever sent there"
             )
         return url

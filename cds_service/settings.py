@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     feedback_max_items: int = Field(default=100, gt=0)
     """Most feedback items in one feedback request; more is refused with 413."""
 
+    feedback_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest feedback request body (100 items with comments fit in a few hundred KB); more
+    is refused with 413 while streaming, before anything is parsed."""
+
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     """Largest request head (request line and headers); more is refused with 431."""
 

@@ -390,9 +390,16 @@ def test_feedback_over_the_item_cap_is_413(tmp_path: Path) -> None:
     assert client.post(SELECT + "/feedback", json=_feedback(10)).status_code == 200
     oo = assert_operation_outcome(client.post(SELECT + "/feedback", json=_feedback(11)), 413)
     assert "CDS_FEEDBACK_MAX_ITEMS" in json.dumps(oo)
-    oo = assert_operation_outcome(make_client(tmp_path).post(SELECT + "/feedback",
-                                                             json=_feedback(60_000)), 413)
+    oo = assert_operation_outcome(
+        make_client(tmp_path, feedback_max_body_bytes=16 << 20).post(
+            SELECT + "/feedback", json=_feedback(60_000)), 413)
     assert "60000 items" in json.dumps(oo)
+
+
+def test_a_feedback_body_over_its_byte_limit_is_413_before_parsing(tmp_path: Path) -> None:
+    client = make_client(tmp_path)
+    oo = assert_operation_outcome(client.post(SELECT + "/feedback", json=_feedback(60_000)), 413)
+    assert "1048576-byte limit" in json.dumps(oo)
 
 
 def test_feedback_is_validated_and_stored_off_the_event_loop(tmp_path: Path) -> None:
