@@ -24,6 +24,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -189,6 +190,10 @@ def start_hostile() -> tuple[ThreadingHTTPServer, Hostile]:
 # --- the service ------------------------------------------------------------------------------
 
 
+_TEMP_DIRS: list[Path] = []
+"""Data dirs and logs of the services started; removed when the probes end."""
+
+
 @dataclass
 class Run:
     server: processes.Server
@@ -207,6 +212,7 @@ class Run:
 def start(source: Path | None, *, auth: bool = False, nofile: int | None = None,
           env: dict[str, str] | None = None) -> Run:
     tmp = Path(tempfile.mkdtemp(prefix="cds-probe-"))
+    _TEMP_DIRS.append(tmp)
     extra = {"CDS_ALLOW_HTTP_FHIR": "true", **(env or {})}
     if auth:
         trusted = write_trusted_clients(tmp, [EHR.trusted_entry()])
@@ -701,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(line)
     if args.out:
         args.out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for tmp in _TEMP_DIRS:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
