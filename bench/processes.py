@@ -2,7 +2,8 @@
 
 The service is started the way an operator starts it, `cds-service serve` (the console script
 when installed, else the same entry point through the current interpreter), with
-CDS_AUTH=off, a fresh CDS_DATA_DIR and CDS_ALLOW_HTTP_FHIR=true for the loopback FHIR server.
+CDS_AUTH=off, a fresh CDS_DATA_DIR, and CDS_ALLOW_HTTP_FHIR=true and CDS_ALLOW_LOOPBACK_FHIR=true
+for the loopback FHIR server.
 The floor (bench/floor.py) is started the same way with the same uvicorn settings. Memory is
 read from /proc/<pid>/status (VmHWM = peak resident set, VmRSS = current), CPU time from
 /proc/<pid>/stat (user + system).
@@ -163,6 +164,7 @@ def start_service(
             "CDS_AUTH": "off",
             "CDS_DATA_DIR": str(data_dir),
             "CDS_ALLOW_HTTP_FHIR": "true",
+            "CDS_ALLOW_LOOPBACK_FHIR": "true",
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(source or REPO), env.get("PYTHONPATH")) if p
             ),

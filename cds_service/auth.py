@@ -16,7 +16,9 @@ raises `AuthError`. The checks, in order (the first failure wins):
    once per `jwks_min_refetch_seconds` per URL, so random kids cannot hammer the client.
    The key's type and curve must fit ``alg`` (no ES256 token verified with a P-384 key).
 5. Signature (PyJWT, with the algorithm fixed to the header alg already checked above).
-6. Claims: ``aud`` (string or list) names the URL invoked (a trailing slash is ignored);
+6. Claims: ``aud`` (string or list) names the URL invoked (a trailing slash is ignored).
+   The caller passes the URL(s) it may be invoked at, built from configuration
+   (``CDS_PUBLIC_BASE_URL`` plus the path), never from request headers;
    ``exp`` required and not past (``CDS_JWT_LEEWAY_SECONDS`` of clock skew allowed);
    ``iat`` required, not in the future beyond the leeway and not older than
    ``CDS_JWT_MAX_AGE_SECONDS`` (plus leeway); ``nbf`` honoured if present; ``jti`` required.
@@ -39,7 +41,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -162,8 +164,11 @@ class Authenticator:
     ) -> None:
         await self.aclose()
 
-    async def verify(self, authorization: str | None, audience: str) -> ClientIdentity:
-        """Verify the Authorization header of a call to `audience` (the exact URL invoked)."""
+    async def verify(
+        self, authorization: str | None, audience: str | Collection[str]
+    ) -> ClientIdentity:
+        """Verify the Authorization header of a call to `audience`: the exact URL invoked, or
+        the URLs it is known by (one per configured public base URL)."""
         token = _bearer_token(authorization)
         header = _checked_header(token)
         alg: str = header["alg"]
@@ -217,7 +222,13 @@ class Authenticator:
         )
 
     def _check_claims(
-        self, claims: Mapping[str, Any], audience: str, *, iss: str, kid: str, alg: str
+        self,
+        claims: Mapping[str, Any],
+        audience: str | Collection[str],
+        *,
+        iss: str,
+        kid: str,
+        alg: str,
     ) -> ClientIdentity:
         now = self._now()
         leeway = self._leeway
@@ -226,8 +237,8 @@ class Authenticator:
         audiences = [aud] if isinstance(aud, str) else aud
         if not isinstance(audiences, list) or not audiences:
             raise AuthError("JWT aud is missing; it must be the URL of the endpoint invoked")
-        wanted = audience.rstrip("/")
-        if not any(isinstance(a, str) and a.rstrip("/") == wanted for a in audiences):
+        wanted = {a.rstrip("/") for a in ((audience,) if isinstance(audience, str) else audience)}
+        if not any(isinstance(a, str) and a.rstrip("/") in wanted for a in audiences):
             raise AuthError("JWT aud does not match the URL of the endpoint invoked")
 
         exp = _number_claim(claims, "exp")

@@ -49,11 +49,21 @@ def serve(
         Path | None, typer.Option(help="Private key of the certificate.")
     ] = None,
 ) -> None:
-    """Run the service (uvicorn) with settings from CDS_* environment variables."""
+    """Run the service (uvicorn) with settings from CDS_* environment variables.
+
+    With CDS_AUTH=on the JWT audience comes from CDS_PUBLIC_BASE_URL. When it is not set and
+    the service is bound to a loopback address (the default, 127.0.0.1), it defaults to that
+    address and to localhost on the same port, so the embedded defaults start; bound to any
+    other address, it must be set, or the service refuses to start saying so.
+    """
+    import logging
+    import os
+
     import uvicorn
 
     from .api import create_app
     from .logs import configure_logging
+    from .server import configure, loopback_base_urls
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -63,6 +73,25 @@ def serve(
             typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
             raise typer.Exit(code=2)
         tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)}
+    if settings.auth == "on" and not settings.public_base_url:
+        bases = loopback_base_urls(host, port, "https" if tls else "http")
+        if bases is None:
+            typer.echo(
+                f"error: CDS_AUTH=on and --host {host} is not a loopback address, so "
+                "CDS_PUBLIC_BASE_URL must be set: the base URL CDS clients call this service "
+                "at, e.g. CDS_PUBLIC_BASE_URL=https://cds.example.org (several: "
+                "comma-separated). Every JWT aud is checked against it.",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        os.environ["CDS_PUBLIC_BASE_URL"] = ",".join(bases)  # worker processes read it too
+        settings = settings.model_copy(update={"public_base_url": bases})
+        logging.getLogger("cds_service.cli").info(
+            "CDS_PUBLIC_BASE_URL not set: the service is bound to loopback, so JWT aud is "
+            "checked against these base URLs",
+            extra={"public_base_url": bases},
+        )
+    options = configure(settings)
     if workers > 1:
         uvicorn.run(
             "cds_service.api:create_app",
@@ -70,8 +99,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            log_config=None,
-            access_log=False,
+            **options,
             **tls,
         )
         return
@@ -80,7 +108,7 @@ def serve(
     except CDSError as exc:
         _fail(exc)
         return
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, **tls)
+    uvicorn.run(application, host=host, port=port, **options, **tls)
 
 
 @app.command()

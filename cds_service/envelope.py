@@ -4,6 +4,12 @@ Only what the service decides on is checked strictly (hook, hookInstance, contex
 fhirServer, fhirAuthorization, the shape of prefetch); the prefetch content itself is left to
 the tolerant FHIR input layer, because real clients send messy resources and a 4xx for a
 messy resource would lose the whole decision.
+
+Strict, because these reach logs, templates and URLs: hookInstance is 1 to
+`MAX_HOOK_INSTANCE_CHARS` printable ASCII characters (it is the log correlation id);
+context.patientId and context.encounterId are FHIR ids and context.userId is `Type/id`
+(fhir_ids: never "." or ".."); everything but the prefetch values nests at most
+`MAX_JSON_DEPTH` levels (prefetch resources are walked without recursion by fhir_input).
 """
 
 from __future__ import annotations
@@ -14,8 +20,14 @@ from typing import Any
 import orjson
 
 from .errors import RequestError
+from .fhir_ids import is_fhir_id, is_reference
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
+MAX_HOOK_INSTANCE_CHARS = 128
+"""A hookInstance is a UUID (36 characters); longer ones are refused, not logged."""
+MAX_JSON_DEPTH = 64
+"""Nesting levels allowed in the request outside the prefetch values (a draft order in a
+Bundle is about 12 levels deep)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,49 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"the request body is not valid JSON ({exc.msg})") from None
+
+
+def check_depth(value: Any, limit: int, where: str, *, skip_values_of: str | None = None) -> None:
+    """RequestError when `value` nests deeper than `limit` (iterative, no recursion); with
+    `skip_values_of`, the values of that top-level key are not descended into."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise RequestError(f"{where} nests deeper than {limit} levels")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(child, dict | list) and not (depth == 1 and key == skip_values_of):
+                    stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+
+
+def _hook_instance(data: dict[str, Any]) -> str:
+    value = data.get("hookInstance")
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError("hookInstance is required and must be a non-empty string")
+    if len(value) > MAX_HOOK_INSTANCE_CHARS or not all(" " < ch <= "~" for ch in value):
+        raise RequestError(
+            f"hookInstance must be a UUID: at most {MAX_HOOK_INSTANCE_CHARS} printable ASCII "
+            "characters without spaces"
+        )
+    return value
+
+
+def _context_ids(context: dict[str, Any]) -> None:
+    """The context ids that can reach a template or a URL must be FHIR ids."""
+    for key in ("patientId", "encounterId"):
+        if key in context and not is_fhir_id(context[key]):
+            raise RequestError(
+                f"context.{key} must be a FHIR id (1-64 of A-Z a-z 0-9 - and ., not '.' or '..')"
+            )
+    user = context.get("userId")
+    if user is not None and not is_reference(user):
+        raise RequestError(
+            "context.userId must be a relative reference Type/id with a FHIR id "
+            "(e.g. Practitioner/123)"
+        )
 
 
 def _string(obj: dict[str, Any], key: str, where: str) -> str:
@@ -90,11 +145,13 @@ def parse_envelope(data: Any) -> HookRequest:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     hook = _string(data, "hook", "")
-    hook_instance = _string(data, "hookInstance", "")
+    hook_instance = _hook_instance(data)
+    check_depth(data, MAX_JSON_DEPTH, "the request", skip_values_of="prefetch")
     context = data.get("context")
     if not isinstance(context, dict):
         raise RequestError("context is required and must be an object")
     patient_id = _string(context, "patientId", "context.")
+    _context_ids(context)
 
     fhir_server = data.get("fhirServer")
     if fhir_server is not None and (not isinstance(fhir_server, str) or not fhir_server):

@@ -4,7 +4,9 @@
     ├── RequestError              (400, invalid)    body is not a usable CDS Hooks request
     │   └── HookMismatch          (400, invalid)    body.hook differs from the service's hook
     ├── UnsupportedMediaType      (415, not-supported)
-    ├── PayloadTooLarge           (413, too-long)   body over CDS_MAX_BODY_BYTES
+    ├── PayloadTooLarge           (413, too-long)   body over CDS_MAX_BODY_BYTES, or too many
+    │                                                feedback items
+    ├── RequestTimeout            (408, timeout)    body not received in time (slow client)
     ├── AuthError                 (401, security)   client JWT missing, invalid or untrusted
     ├── NotFound                  (404, not-found)  unknown service id
     ├── PrefetchUnavailable       (412, incomplete) a required prefetch key cannot be had
@@ -52,6 +54,11 @@ class UnsupportedMediaType(CDSError):
 class PayloadTooLarge(CDSError):
     status = 413
     issue_code = "too-long"
+
+
+class RequestTimeout(CDSError):
+    status = 408
+    issue_code = "timeout"
 
 
 class AuthError(CDSError):

@@ -10,11 +10,23 @@ It speaks to one FHIR server (the request's `fhirServer`) with one bearer token 
   A FHIR API has no reason to redirect a read or a search, and following one, even to the same
   origin, would add a path by which a token could be steered;
 - a plain-http base URL is refused unless `allow_http=True` (the `allow_http_fhir` setting,
-  for tests on 127.0.0.1): the token would travel unencrypted.
+  for tests on 127.0.0.1): the token would travel unencrypted;
+- the base URL must pass the request's `EgressPolicy` (egress.py: an allow-list, or public
+  addresses only, checked again per resolved address at connect time) before the client is
+  even built, so a refused server is never contacted;
+- a query or `next` link with a "." or ".." path segment is refused (it would turn a read of
+  one resource into a search of all, or a GET of the base).
 
-Every failure (timeout, unreachable server, 401/403, 3xx, 4xx/5xx, a body that is not JSON or
-not a FHIR resource, a `next` chain that loops or runs past `max_pages`) raises
-FHIRClientError naming the query, never the token.
+Every byte read is bounded: a response body may not pass `max_response_bytes` and all bodies
+read by one client (one hook request) may not pass `max_total_bytes`, both counted *after*
+decompression while streaming: the body is read as raw chunks and inflated here in bounded
+steps (gzip and deflate; any other Content-Encoding is refused), so neither a huge body nor a
+small gzip that inflates to gigabytes is ever held. The whole exchange (connect, headers,
+body) is bounded by `call_timeout`.
+
+Every failure (timeout, unreachable or refused server, 401/403, 3xx, 4xx/5xx, a body over a
+bound, not JSON or not a FHIR resource, a `next` chain that loops or runs past `max_pages`)
+raises FHIRClientError naming the query, never the token.
 """
 
 from __future__ import annotations
@@ -23,13 +35,17 @@ import asyncio
 import functools
 import re
 import ssl
+import zlib
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import unquote
 
 import httpx
 import orjson
 
+from cds_service.egress import EgressPolicy, EgressRefused, guarded_transport
 from cds_service.errors import FHIRClientError
+from cds_service.logs import truncate
 
 __all__ = ["FHIR_JSON", "FHIRClient", "FHIRClientError"]
 
@@ -70,6 +86,9 @@ class FHIRClient:
         call_timeout: float,
         max_pages: int,
         allow_http: bool = False,
+        egress: EgressPolicy | None = None,
+        max_response_bytes: int = 8 * 1024 * 1024,
+        max_total_bytes: int = 16 * 1024 * 1024,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         try:
@@ -89,14 +108,26 @@ class FHIRClient:
             raise FHIRClientError("fhirAuthorization.access_token is not a valid bearer token")
         if max_pages < 0:
             raise ValueError("max_pages must be >= 0")
+        policy = egress or EgressPolicy(None)
+        refusal = policy.refusal(base_url)
+        if refusal is not None:
+            raise FHIRClientError(refusal)
         self.base_url = base
         self._base_path = base.path.rstrip("/")
         self._token = access_token
         self._timeout = call_timeout
         self._max_pages = max_pages
+        self._max_response = max_response_bytes
+        self._max_total = max_total_bytes
+        self.bytes_read = 0
+        """Body bytes (after decompression) read so far, over all calls of this client."""
+        if transport is None:
+            if policy.checks_addresses:
+                transport = guarded_transport(_ssl_context(), allow_loopback=policy.allow_loopback)
+            else:
+                transport = httpx.AsyncHTTPTransport(verify=_ssl_context(), trust_env=False)
         self._http = httpx.AsyncClient(
             transport=transport,
-            verify=_ssl_context(),
             timeout=httpx.Timeout(call_timeout),
             follow_redirects=False,
             trust_env=False,
@@ -120,18 +151,28 @@ class FHIRClient:
         """The absolute URL of a relative query (`Observation?patient=1`), or of an absolute one
         after checking that it lies under the base URL; FHIRClientError otherwise."""
         absolute = _ABSOLUTE_URL.match(path_or_query) is not None
+        raw_path = path_or_query.partition("?")[0].partition("#")[0]
+        if any(unquote(part) in (".", "..") for part in raw_path.split("/")):
+            raise FHIRClientError(
+                f"refusing to request {truncate(path_or_query, 120)!r}: a '.' or '..' path "
+                "segment would "
+                "change which resource is read"
+            )
         try:
             url = httpx.URL(
                 path_or_query if absolute else f"{self.base_url}/{path_or_query.lstrip('/')}"
             )
         except httpx.InvalidURL as exc:
-            raise FHIRClientError(f"invalid FHIR URL in query {path_or_query!r}") from exc
+            raise FHIRClientError(
+                f"invalid FHIR URL in query {truncate(path_or_query, 120)!r}"
+            ) from exc
         path = url.path.rstrip("/")
         under_base = path == self._base_path or path.startswith(f"{self._base_path}/")
         dot_segment = any(part in (".", "..") for part in path.split("/"))
         if _origin(url) != _origin(self.base_url) or not under_base or dot_segment or url.userinfo:
             raise FHIRClientError(
-                f"refusing to request {path_or_query!r}: it is not under the fhirServer URL, "
+                f"refusing to request {truncate(path_or_query, 120)!r}: it is not under the "
+                "fhirServer URL, "
                 "and the access token is only ever sent there"
             )
         return url
@@ -181,25 +222,128 @@ class FHIRClient:
         return bundle
 
     async def _get(self, url: httpx.URL, query: str) -> dict[str, Any]:
-        headers = {"Accept": FHIR_JSON}
+        headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.get(url, headers=headers)
+            async with (
+                asyncio.timeout(self._timeout),
+                self._http.stream("GET", url, headers=headers) as response,
+            ):
+                _check_status(response.status_code, query)
+                body = await self._read_body(response, query)
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise FHIRClientError(
                 f"FHIR request {query!r} timed out after {self._timeout:g}s"
             ) from exc
         except httpx.HTTPError as exc:
+            if isinstance(exc.__cause__, EgressRefused):
+                raise FHIRClientError(
+                    f"{exc.__cause__}; it was not contacted and the access token was not used"
+                ) from exc
             raise FHIRClientError(
                 f"FHIR request {query!r} failed: {type(exc).__name__} (server unreachable?)"
             ) from exc
-        return _parse(response, query)
+        return _parse(body, query)
+
+    async def _read_body(self, response: httpx.Response, query: str) -> bytes:
+        """The decoded body, refused as soon as it passes the per-call or per-request bound."""
+        decoder = _Decoder.for_encoding(response.headers.get("content-encoding"), query)
+        limit = self._max_response
+        declared = response.headers.get("content-length")
+        if decoder.identity and declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise self._too_large(query)
+            if self.bytes_read + int(declared) > self._max_total:
+                raise self._request_too_large(query)
+        chunks: list[bytes] = []
+        size = 0
+        async for raw in response.aiter_raw():
+            for piece in decoder.feed(raw, limit - size):
+                size += len(piece)
+                self.bytes_read += len(piece)
+                if size > limit:
+                    raise self._too_large(query)
+                if self.bytes_read > self._max_total:
+                    raise self._request_too_large(query)
+                chunks.append(piece)
+        decoder.finish(query)
+        return b"".join(chunks)
+
+    def _too_large(self, query: str) -> FHIRClientError:
+        return FHIRClientError(
+            f"FHIR response to {query!r} is larger than {self._max_response} bytes "
+            "(CDS_FHIR_MAX_RESPONSE_BYTES); it was not read further"
+        )
+
+    def _request_too_large(self, query: str) -> FHIRClientError:
+        return FHIRClientError(
+            f"FHIR responses of this request passed {self._max_total} bytes in all "
+            f"(CDS_FHIR_MAX_TOTAL_BYTES) while reading {query!r}"
+        )
 
 
-def _parse(response: httpx.Response, query: str) -> dict[str, Any]:
-    status = response.status_code
+class _Decoder:
+    """Content-Encoding decoding in bounded steps: never more output than asked for at once."""
+
+    def __init__(self, inflater: Any | None, *, raw_fallback: bool = False) -> None:
+        self._z = inflater
+        self._raw_fallback = raw_fallback
+        self._started = False
+
+    @property
+    def identity(self) -> bool:
+        return self._z is None
+
+    @classmethod
+    def for_encoding(cls, header: str | None, query: str) -> _Decoder:
+        codings = [c.strip().lower() for c in (header or "").split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if not codings:
+            return cls(None)
+        if len(codings) == 1 and codings[0] in ("gzip", "x-gzip"):
+            return cls(zlib.decompressobj(16 + zlib.MAX_WBITS))
+        if len(codings) == 1 and codings[0] == "deflate":
+            return cls(zlib.decompressobj(zlib.MAX_WBITS), raw_fallback=True)
+        raise FHIRClientError(
+            f"FHIR server answered {query!r} with Content-Encoding {', '.join(codings)!r}; "
+            "only gzip and deflate are accepted"
+        )
+
+    def feed(self, data: bytes, room: int) -> list[bytes]:
+        """Decoded pieces of `data`; stops once more than `room` bytes have come out (the
+        caller then refuses the body), so one step never inflates past the bound."""
+        if self._z is None:
+            return [data] if data else []
+        pieces: list[bytes] = []
+        try:
+            while data:
+                if not self._started and self._raw_fallback:
+                    data = self._first_deflate_chunk(data)
+                self._started = True
+                out = self._z.decompress(data, max(room, 0) + 1)
+                if out:
+                    pieces.append(out)
+                    room -= len(out)
+                if room < 0 or self._z.eof:
+                    break
+                data = self._z.unconsumed_tail
+        except zlib.error as exc:
+            raise FHIRClientError("FHIR server sent a body that does not decompress") from exc
+        return pieces
+
+    def _first_deflate_chunk(self, data: bytes) -> bytes:
+        zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+        if not zlib_header:
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
+        return data
+
+    def finish(self, query: str) -> None:
+        if self._z is not None and self._started and not self._z.eof:
+            raise FHIRClientError(f"FHIR server sent a truncated compressed body for {query!r}")
+
+
+def _check_status(status: int, query: str) -> None:
     if status in (401, 403):
         raise FHIRClientError(f"FHIR server refused the access token for {query!r} (HTTP {status})")
     if 300 <= status < 400:
@@ -208,8 +352,11 @@ def _parse(response: httpx.Response, query: str) -> dict[str, Any]:
         )
     if status != 200:
         raise FHIRClientError(f"FHIR server answered HTTP {status} to {query!r}")
+
+
+def _parse(content: bytes, query: str) -> dict[str, Any]:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise FHIRClientError(f"FHIR server sent a non-JSON body for {query!r}") from exc
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):

@@ -37,8 +37,10 @@ from urllib.parse import parse_qsl, quote
 
 import httpx
 
+from cds_service.egress import EgressPolicy
 from cds_service.errors import FHIRClientError, PrefetchUnavailable
 from cds_service.fhir_client import FHIRClient
+from cds_service.fhir_ids import is_fhir_id, is_reference
 from cds_service.fhir_input import iter_resources
 from cds_service.settings import Settings
 
@@ -98,7 +100,6 @@ MAX_REFERENCED_READS = 50
 _TEMPLATE_TYPE = re.compile(
     r"(MedicationRequest|MedicationStatement|MedicationAdministration|Medication)\b"
 )
-_MEDICATION_REF = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
 
 
 def missing_medication_references(values: Iterable[Any]) -> list[str]:
@@ -117,7 +118,7 @@ def missing_medication_references(values: Iterable[Any]) -> list[str]:
         elif rtype in _MEDICATION_RECORDS:
             ref = resource.get("medicationReference")
             target = ref.get("reference") if isinstance(ref, dict) else None
-            if isinstance(target, str) and _MEDICATION_REF.fullmatch(target):
+            if is_reference(target, "Medication"):
                 wanted.add(target)
     return sorted(wanted - present)[:MAX_REFERENCED_READS]
 
@@ -133,7 +134,9 @@ def user_tokens(context: Mapping[str, Any]) -> dict[str, str]:
         return {}
     resource_type, ident = user.split("/")
     return {
-        token: ident for token, rtype in USER_TOKENS.items() if rtype == resource_type and ident
+        token: ident
+        for token, rtype in USER_TOKENS.items()
+        if rtype == resource_type and is_fhir_id(ident)
     }
 
 
@@ -153,8 +156,12 @@ def render_template(
     `{{context.x}}` takes the root-level context field x, which must hold a primitive value
     (string, number, boolean); `{{userPractitionerId}}` and its kin come from `user_ids`
     (default: derived from context.userId). Any other token, a missing or non-primitive field,
-    or a user token that does not match the user's type makes the template unfillable.
-    Values are percent-encoded so they cannot change the query's structure.
+    or a user token that does not match the user's type makes the template unfillable. So does
+    a value that is not a FHIR id (fhir_ids.is_fhir_id: never "." or "..") for a token that
+    names an id (`context.<x>Id`, the user tokens): ids are checked here, not only where the
+    request is read, because a template is where they become a URL. Other values are
+    percent-encoded so they cannot change the query's structure, and "." or ".." is refused
+    for them too.
     """
     users = user_tokens(context) if user_ids is None else user_ids
     unfilled = False
@@ -162,11 +169,17 @@ def render_template(
     def fill(match: re.Match[str]) -> str:
         nonlocal unfilled
         name = match.group(1).strip()
-        text: str | None = None
+        value: Any = None
+        is_id = name in USER_TOKENS
         if field_match := _CONTEXT_FIELD.fullmatch(name):
-            text = _primitive_text(context.get(field_match.group(1)))
+            field_name = field_match.group(1)
+            value = context.get(field_name)
+            is_id = field_name.endswith("Id") and field_name != "userId"
         elif name in USER_TOKENS:
-            text = _primitive_text(users.get(name))
+            value = users.get(name)
+        text = _primitive_text(value)
+        if text in (".", "..") or (is_id and not is_fhir_id(value)):
+            text = None
         if text is None:
             unfilled = True
             return ""
@@ -324,10 +337,17 @@ async def resolve_prefetch(
     required: Collection[str],
     transport: httpx.AsyncBaseTransport | None = None,
     also_referencing: Iterable[Any] = (),
+    egress: EgressPolicy | None = None,
 ) -> PrefetchResult:
     """Resolve every template key (see the module docstring); PrefetchUnavailable when a
     required key cannot be had. Then read the Medications that medication records (from the
-    prefetch, or `also_referencing`, e.g. the draft orders) reference but nobody sent."""
+    prefetch, or `also_referencing`, e.g. the draft orders) reference but nobody sent.
+
+    `egress` says which fhirServer may be contacted (egress.py; default: public addresses
+    only, loopback too when `settings.allow_loopback_fhir`); a refused server makes every key
+    to fetch unavailable with the reason, before any connection is made. All FHIR response
+    bodies of the call are bounded by `settings.fhir_max_response_bytes` each and
+    `settings.fhir_max_total_bytes` together."""
     result = PrefetchResult()
     missing: list[str] = []
     for key in templates:
@@ -375,6 +395,10 @@ async def resolve_prefetch(
                     call_timeout=settings.fhir_call_timeout_seconds,
                     max_pages=settings.fhir_max_pages,
                     allow_http=settings.allow_http_fhir,
+                    egress=egress
+                    or EgressPolicy(None, allow_loopback=settings.allow_loopback_fhir),
+                    max_response_bytes=settings.fhir_max_response_bytes,
+                    max_total_bytes=settings.fhir_max_total_bytes,
                     transport=transport,
                 )
             )

@@ -14,19 +14,25 @@ File shape (see examples/trusted-clients.yaml for a commented copy)::
           - https://ehr.example.org/.well-known/jwks.json
         jwks_file: ehr-jwks.json               # optional pre-shared JWK Set, relative to this file
         # jwks: {keys: [...]}                  # ... or the pre-shared JWK Set inline
+        fhir_servers:                          # optional allow-list of fhirServer base URLs
+          - https://ehr.example.org/fhir/R4
 
 Rules checked when the file is loaded (every problem is reported at once, each naming the
 file and the key path, e.g. ``trusted-clients.yaml: clients[1].jku[0]: ...``):
 
 - the top level is a mapping with one key, ``clients``: a non-empty list;
-- each client has a unique, non-empty ``iss`` and no keys other than the five above;
+- each client has a unique, non-empty ``iss`` and no keys other than the six above;
 - each client has a pre-shared JWK Set (``jwks`` or ``jwks_file``, not both) or at least
   one ``jku`` URL, otherwise no JWT from it could ever be verified;
 - a ``jku`` is an absolute ``https`` URL without a fragment (plain ``http`` only for a
   loopback host, for local testing);
 - a JWK is a public EC (P-256, P-384, P-521) or RSA (at least 2048 bits) signing key with
   a unique ``kid``; private key material and symmetric (``oct``) keys are refused, because
-  CDS Hooks forbids symmetric algorithms and a private key must never leave the client.
+  CDS Hooks forbids symmetric algorithms and a private key must never leave the client;
+- ``fhir_servers``, when given, is a list of absolute http(s) base URLs (no credentials,
+  query or fragment): the only ``fhirServer`` values this client's calls may make the
+  service contact (egress.py). An empty list means "never fetch for this client". Without the
+  key, only public addresses are contacted.
 
 A JWK Set fetched from a ``jku`` at run time goes through the same key checks
 (`parse_jwk_set`); there, an unusable key is skipped instead of failing start-up.
@@ -48,8 +54,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
+from .egress import normalise_base_url
 from .errors import ConfigError
-from .settings import Settings
+from .settings import Settings, base_url_problem
 
 ACCEPTED_ALGORITHMS: frozenset[str] = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
@@ -65,7 +72,7 @@ _RSA_ALGORITHMS: frozenset[str] = frozenset(a for a in ACCEPTED_ALGORITHMS if a[
 _RSA_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
 _MIN_RSA_BITS = 2048
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-_CLIENT_KEYS = ("iss", "name", "jku", "jwks_file", "jwks")
+_CLIENT_KEYS = ("iss", "name", "jku", "jwks_file", "jwks", "fhir_servers")
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ class TrustedClient:
     keys: Mapping[str, PublicJWK] = field(default_factory=lambda: MappingProxyType({}))
     """Pre-shared (out-of-band) public keys by kid."""
     name: str | None = None
+    fhir_servers: tuple[str, ...] | None = None
+    """Normalised fhirServer base URLs this client's calls may reach; None = no list (public
+    addresses only, see egress.py)."""
 
     def allows_jku(self, url: str) -> bool:
         """Exact match against the allow-list; a jku not listed here is never fetched."""
@@ -373,13 +383,36 @@ def _parse_client(
         problems.append(f"{path}.name: must be a string")
         name = None
     jku = _parse_jku_list(entry.get("jku"), f"{path}.jku", problems)
+    fhir_servers = _parse_fhir_servers(
+        entry.get("fhir_servers", ...), f"{path}.fhir_servers", problems
+    )
     keys = _parse_preshared(entry, path, base, problems)
     if keys is None and not jku:
         problems.append(
             f"{path}: no way to verify this client's JWTs; add a pre-shared JWK Set "
             "('jwks' or 'jwks_file') or at least one allow-listed 'jku' URL"
         )
-    return TrustedClient(iss=iss, jku=jku, keys=MappingProxyType(keys or {}), name=name)
+    return TrustedClient(
+        iss=iss, jku=jku, keys=MappingProxyType(keys or {}), name=name, fhir_servers=fhir_servers
+    )
+
+
+def _parse_fhir_servers(value: object, path: str, problems: list[str]) -> tuple[str, ...] | None:
+    if value is ...:
+        return None
+    if not isinstance(value, list):
+        problems.append(f"{path}: must be a list of FHIR server base URLs ([] = never fetch)")
+        return None
+    urls: list[str] = []
+    for index, item in enumerate(value):
+        problem = "must be a URL string" if not isinstance(item, str) else base_url_problem(item)
+        if problem is not None:
+            problems.append(f"{path}[{index}]: {_show(item)} {problem}")
+            continue
+        normal = normalise_base_url(str(item))
+        if normal not in urls:
+            urls.append(normal)
+    return tuple(urls)
 
 
 def _parse_jku_list(value: object, path: str, problems: list[str]) -> tuple[str, ...]:

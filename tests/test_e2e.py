@@ -6,12 +6,9 @@ when the FHIR server refuses the token or cannot be reached, and checks client J
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import pytest
 from tests.support.fhir_server import running_fhir_server
 from tests.support.jwt_factory import SigningClient, write_trusted_clients
 from tests.support.patients import draft_order, hook_request, t315i_record
+from tests.support.service_process import free_port, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -29,59 +27,41 @@ EHR = SigningClient(iss="https://ehr.example.org")
 FHIR_TOKEN = "fhir-token-e2e"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _start(tmp: Path, extra_args: list[str], scheme: str = "http", verify: Any = True) -> tuple[subprocess.Popen[bytes], str]:
+def _start(tmp: Path, extra_args: list[str], scheme: str = "http", verify: Any = True,
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     trusted = write_trusted_clients(tmp, [EHR.trusted_entry()])
-    port = _free_port()
-    exe = shutil.which("cds-service")
-    cmd = [exe] if exe else [sys.executable, "-c", "from cds_service.cli import main; main()"]
-    env = {
-        **os.environ,
-        "CDS_DATA_DIR": str(tmp / "data"),
+    service = start_service(tmp, {
         "CDS_AUTH": "on",
         "CDS_TRUSTED_CLIENTS": str(trusted),
         "CDS_ALLOW_HTTP_FHIR": "true",
-    }
-    with (tmp / "service.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    base = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError((tmp / "service.log").read_text())
-        try:
-            if httpx.get(base + "/healthz", timeout=1, verify=verify).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("service did not start: " + (tmp / "service.log").read_text())
-        time.sleep(0.1)
+        "CDS_ALLOW_LOOPBACK_FHIR": "true",
+        **(env or {}),
+    }, extra_args, scheme=scheme, verify=verify)
+    return service.proc, service.base
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("svc")
     proc, base = _start(tmp, [])
+    (tmp / "base").write_text(base)
     try:
-        yield base
+        yield tmp / "service.log"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        service_log = (tmp / "service.log").read_text()
-        assert FHIR_TOKEN not in service_log, "a FHIR token reached the log"
-        assert "Thr315Ile" not in service_log, "patient data reached the log"
-        assert '"hookInstance"' in service_log, "no correlation id in the log"
+        text = (tmp / "service.log").read_text()
+        assert FHIR_TOKEN not in text, "a FHIR token reached the log"
+        assert "Thr315Ile" not in text, "patient data reached the log"
+
+
+@pytest.fixture
+def service(service_log: Path) -> str:
+    return (service_log.parent / "base").read_text()
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.startswith("{")]
 
 
 def _post(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -116,10 +96,49 @@ def test_fetch_path_with_bearer_token(service: str) -> None:
         assert r.json()["resourceType"] == "OperationOutcome"
 
 
+def test_answer_and_refusal_log_lines_carry_the_hook_instance(
+    service: str, service_log: Path
+) -> None:
+    body = hook_request("order-select", prefetch=None, orders=[draft_order("dasatinib")])
+    body["hookInstance"] = "5e0f6f7c-0b8e-4d1e-9a55-e2e-refusal"
+    assert _post(service, SELECT, body).status_code == 412
+    lines = _log_lines(service_log)
+    refused = [x for x in lines if x["msg"] == "request refused" and x.get("status") == 412]
+    assert refused and refused[-1]["hookInstance"] == body["hookInstance"]
+
+
+def test_the_audience_is_the_bound_address_not_the_host_header(service: str) -> None:
+    port = service.rsplit(":", 1)[1]
+    for base in (service, f"http://localhost:{port}"):  # the loopback default: both names
+        url = base + "/cds-services"
+        assert httpx.get(service + "/cds-services",
+                         headers={"Authorization": EHR.bearer(url)}).status_code == 200
+    other = "http://other-cds.example.org/cds-services"
+    r = httpx.get(service + "/cds-services", headers={"Host": "other-cds.example.org",
+                                                      "Authorization": EHR.bearer(other)})
+    assert r.status_code == 401 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_serve_on_a_public_address_without_a_public_base_url_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    from tests.support.service_process import service_command
+
+    trusted = write_trusted_clients(tmp_path, [EHR.trusted_entry()])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update({"CDS_AUTH": "on", "CDS_TRUSTED_CLIENTS": str(trusted),
+                "CDS_DATA_DIR": str(tmp_path / "data")})
+    done = subprocess.run([*service_command(), "serve", "--host", "0.0.0.0", "--port",
+                           str(free_port())], env=env, capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert b"CDS_PUBLIC_BASE_URL must be set" in done.stderr
+
+
 @pytest.mark.req("54")
 def test_unreachable_fhir_server_is_412(service: str) -> None:
     body = hook_request("order-select", prefetch=None, orders=[draft_order("dasatinib")],
-                        fhir_server=f"http://127.0.0.1:{_free_port()}", token=FHIR_TOKEN)
+                        fhir_server=f"http://127.0.0.1:{free_port()}", token=FHIR_TOKEN)
     r = _post(service, SELECT, body)
     assert r.status_code == 412
     assert r.json()["resourceType"] == "OperationOutcome"

@@ -100,3 +100,58 @@ def test_order_sign_decides_on_all_draft_orders() -> None:
 def test_patient_view_decides_on_no_order() -> None:
     req = parse_envelope(body(hook="patient-view"))
     assert split_orders(req) == ([], [])
+
+
+# --- ids, hookInstance and depth (issue 15) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("context", "fragment"),
+    [
+        ({"patientId": "."}, "context.patientId must be a FHIR id"),
+        ({"patientId": ".."}, "context.patientId must be a FHIR id"),
+        ({"patientId": "a" * 65}, "context.patientId must be a FHIR id"),
+        ({"patientId": "p/1"}, "context.patientId must be a FHIR id"),
+        ({"patientId": "p1", "encounterId": ".."}, "context.encounterId"),
+        ({"patientId": "p1", "encounterId": ["e1"]}, "context.encounterId"),
+        ({"patientId": "p1", "userId": "Practitioner/."}, "context.userId"),
+        ({"patientId": "p1", "userId": "practitioner/1"}, "context.userId"),
+        ({"patientId": "p1", "userId": 5}, "context.userId"),
+    ],
+)
+def test_context_ids_must_be_fhir_ids(context: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(RequestError) as err:
+        parse_envelope(body(context=context))
+    assert fragment in err.value.message
+
+
+def test_ids_at_the_edge_of_the_grammar_are_accepted() -> None:
+    ok = {"patientId": "a" * 64, "encounterId": "e.1-A", "userId": "PractitionerRole/..x"}
+    assert parse_envelope(body(context=ok)).patient_id == "a" * 64
+
+
+@pytest.mark.parametrize("value", ["x" * 129, "a b", "a\nb", "a\x7fb", "ü"])
+def test_hook_instance_is_short_printable_ascii(value: str) -> None:
+    with pytest.raises(RequestError, match="hookInstance must be a UUID"):
+        parse_envelope(body(hookInstance=value))
+    assert parse_envelope(body(hookInstance="x" * 128)).hook_instance == "x" * 128
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_nesting_outside_the_prefetch_values_is_bounded() -> None:
+    from cds_service.envelope import MAX_JSON_DEPTH
+
+    allowed = MAX_JSON_DEPTH - 2  # body (1) -> context (2) -> the lists (3 ...)
+    parse_envelope(body(context={"patientId": "p1", "x": _nested(allowed)}))
+    with pytest.raises(RequestError, match="nests deeper than"):
+        parse_envelope(body(context={"patientId": "p1", "x": _nested(allowed + 1)}))
+    with pytest.raises(RequestError, match="nests deeper than"):
+        parse_envelope(body(extension={"a": _nested(500)}))
+    # prefetch values are left to the iterative FHIR input layer
+    parse_envelope(body(prefetch={"k": {"resourceType": "Bundle", "x": _nested(500)}}))

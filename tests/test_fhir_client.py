@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,6 +14,7 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
+from cds_service.egress import EgressPolicy
 from cds_service.fhir_client import FHIRClient, FHIRClientError
 
 BASE = "https://ehr.example.org/fhir/r4"
@@ -27,10 +31,18 @@ def run(
     max_pages: int = 5,
     allow_http: bool = False,
     call_timeout: float = 1.0,
+    egress: EgressPolicy | None = None,
+    **limits: int,
 ) -> T:
     async def go() -> T:
         async with FHIRClient(
-            base, token, call_timeout=call_timeout, max_pages=max_pages, allow_http=allow_http
+            base,
+            token,
+            call_timeout=call_timeout,
+            max_pages=max_pages,
+            allow_http=allow_http,
+            egress=egress,
+            **limits,  # type: ignore[arg-type]
         ) as client:
             return await call(client)
 
@@ -135,7 +147,8 @@ def test_plain_http_needs_allow_http(httpx_mock: HTTPXMock) -> None:
     assert httpx_mock.get_requests() == []
 
     httpx_mock.add_response(url=f"{base}/Patient/1", json={"resourceType": "Patient", "id": "1"})
-    assert run(lambda c: c.get("Patient/1"), base=base, allow_http=True)["id"] == "1"
+    loopback = EgressPolicy(None, allow_loopback=True)
+    assert run(lambda c: c.get("Patient/1"), base=base, allow_http=True, egress=loopback)["id"] == "1"
 
 
 @pytest.mark.parametrize(
@@ -257,7 +270,7 @@ def test_next_links_past_max_pages_are_an_error(httpx_mock: HTTPXMock) -> None:
 def test_next_link_off_the_server_is_not_followed(httpx_mock: HTTPXMock, next_url: str) -> None:
     httpx_mock.add_response(url=f"{BASE}/{QUERY}", json=page(range(0, 1), next_url))
 
-    assert "not under the fhirServer URL" in fails(lambda c: c.fetch(QUERY))
+    assert "refusing to request" in fails(lambda c: c.fetch(QUERY))
 
     (request,) = httpx_mock.get_requests()
     assert request.url == httpx.URL(f"{BASE}/{QUERY}")
@@ -280,3 +293,118 @@ def test_redirects_are_errors_and_not_followed(httpx_mock: HTTPXMock, location: 
 
     assert len(httpx_mock.get_requests()) == 1
     assert foreign_requests(httpx_mock) == []
+
+
+# --- bounded bodies (issue 15) ----------------------------------------------------------------
+
+
+class _Source(httpx.AsyncByteStream):
+    """A response body produced on demand; counts the bytes the client pulled."""
+
+    def __init__(self, total: int, chunk: bytes = b"x" * 65536, head: bytes = b"") -> None:
+        self.total, self.chunk, self.head, self.pulled = total, chunk, head, 0
+
+    async def __aiter__(self) -> Any:
+        if self.head:
+            self.pulled += len(self.head)
+            yield self.head
+        while self.pulled < self.total:
+            self.pulled += len(self.chunk)
+            yield self.chunk
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_over_the_cap_is_refused_while_streaming(
+    httpx_mock: HTTPXMock, declared: bool
+) -> None:
+    source = _Source(200 << 20, head=b'{"resourceType":"Bundle","type":"searchset","x":"')
+    headers = {"Content-Length": str(200 << 20)} if declared else {}
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", stream=source, headers=headers)
+    message = fails(lambda c: c.get(QUERY), max_response_bytes=1 << 20)
+    assert "larger than 1048576 bytes" in message and "CDS_FHIR_MAX_RESPONSE_BYTES" in message
+    assert source.pulled <= (0 if declared else 2 << 20)
+
+
+def _compressed(data: bytes, wbits: int) -> bytes:
+    comp = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return comp.compress(data) + comp.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"), [("gzip", 31), ("x-gzip", 31), ("deflate", 15), ("deflate", -15)]
+)
+def test_compressed_bodies_are_decoded(httpx_mock: HTTPXMock, encoding: str, wbits: int) -> None:
+    resource = json.dumps({"resourceType": "Patient", "id": "p1", "x": "y" * 100_000}).encode()
+    httpx_mock.add_response(url=f"{BASE}/Patient/p1", content=_compressed(resource, wbits),
+                            headers={"Content-Encoding": encoding})
+    assert run(lambda c: c.get("Patient/p1"))["id"] == "p1"
+
+
+@pytest.mark.parametrize(("encoding", "wbits"), [("gzip", 31), ("deflate", 15), ("deflate", -15)])
+def test_a_compression_bomb_is_refused_without_inflating_it(
+    httpx_mock: HTTPXMock, encoding: str, wbits: int
+) -> None:
+    comp = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    parts = [comp.compress(b'{"resourceType":"Bundle","x":"')]
+    parts += [comp.compress(b"a" * (1 << 20)) for _ in range(256)]  # 256 MiB inflated
+    bomb = b"".join(parts) + comp.compress(b'"}') + comp.flush()
+    assert len(bomb) < 400_000
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", content=bomb,
+                            headers={"Content-Encoding": encoding})
+    started = time.monotonic()
+    assert "larger than 1048576 bytes" in fails(lambda c: c.get(QUERY), max_response_bytes=1 << 20)
+    assert time.monotonic() - started < 2  # it stopped inflating at the cap
+
+
+class _Raw(httpx.AsyncByteStream):
+    """Bytes sent as they are (httpx.Response(content=...) would decode them at once)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> Any:
+        yield self.data
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, gzip", "compress"])
+def test_other_content_encodings_are_refused(httpx_mock: HTTPXMock, encoding: str) -> None:
+    httpx_mock.add_response(url=f"{BASE}/{QUERY}", stream=_Raw(b"\x00" * 100),
+                            headers={"Content-Encoding": encoding})
+    assert "only gzip and deflate" in fails(lambda c: c.get(QUERY))
+
+
+def test_a_truncated_or_corrupt_compressed_body_is_an_error(httpx_mock: HTTPXMock) -> None:
+    whole = gzip.compress(json.dumps({"resourceType": "Patient", "id": "p"}).encode())
+    httpx_mock.add_response(url=f"{BASE}/Patient/a", stream=_Raw(whole[: len(whole) // 2]),
+                            headers={"Content-Encoding": "gzip"})
+    httpx_mock.add_response(url=f"{BASE}/Patient/b", stream=_Raw(b"not gzip at all"),
+                            headers={"Content-Encoding": "gzip"})
+    assert "truncated" in fails(lambda c: c.get("Patient/a"))
+    assert "does not decompress" in fails(lambda c: c.get("Patient/b"))
+
+
+def test_all_pages_of_a_client_share_the_total_cap(httpx_mock: HTTPXMock) -> None:
+    big = [{"resourceType": "Observation", "id": f"o{i}", "note": [{"text": "n" * 1000}]}
+           for i in range(50)]  # ~55 KB per page
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        n = int(request.url.params.get("page", "1"))
+        bundle = {"resourceType": "Bundle", "type": "searchset",
+                  "entry": [{"resource": r} for r in big],
+                  "link": [{"relation": "next", "url": f"{BASE}/Observation?page={n + 1}"}]}
+        return httpx.Response(200, json=bundle)
+
+    httpx_mock.add_callback(pages, is_reusable=True)
+    message = fails(lambda c: c.fetch(QUERY), max_pages=50, max_response_bytes=100_000,
+                    max_total_bytes=300_000)
+    assert "CDS_FHIR_MAX_TOTAL_BYTES" in message
+    assert len(httpx_mock.get_requests()) <= 6
+
+
+@pytest.mark.parametrize(
+    "query", ["Patient/.", "Patient/..", "Patient/%2e", "Patient/%2E%2E", "Observation/./x",
+              "Patient/../Observation"]
+)
+def test_dot_segments_are_never_requested(httpx_mock: HTTPXMock, query: str) -> None:
+    assert "'.' or '..' path segment" in fails(lambda c: c.get(query))
+    assert httpx_mock.get_requests() == []

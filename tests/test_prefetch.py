@@ -273,7 +273,12 @@ def test_plain_http_fhir_server_needs_allow_http(httpx_mock: HTTPXMock) -> None:
     assert httpx_mock.get_requests() == []
 
     httpx_mock.add_response(url=f"{http_base}/Observation?patient={PATIENT}", json=searchset([]))
-    result = resolve({"patient": PATIENT_RESOURCE}, fhir_server=http_base, allow_http_fhir=True)
+    result = resolve(
+        {"patient": PATIENT_RESOURCE},
+        fhir_server=http_base,
+        allow_http_fhir=True,
+        allow_loopback_fhir=True,
+    )
     assert result.fetched == ["obs"]
 
 
@@ -449,10 +454,28 @@ def test_primitive_values_render_as_fhir_search_text(value: Any, text: str) -> N
 
 def test_values_cannot_add_query_parameters() -> None:
     rendered = render_template(
-        "Patient/{{context.patientId}}", {"patientId": "1?_include=*&x=#/"}, None
+        "Observation?code={{context.code}}", {"code": "1?_include=*&x=#/"}, None
     )
 
-    assert rendered == "Patient/1%3F_include%3D%2A%26x%3D%23%2F"
+    assert rendered == "Observation?code=1%3F_include%3D%2A%26x%3D%23%2F"
+
+
+@pytest.mark.parametrize(
+    "value", [".", "..", "1?_include=*", "a/b", "", "x" * 65, "p t", "%2e", "Patient/1", True, 1.5]
+)
+def test_an_id_token_that_is_not_a_fhir_id_leaves_the_template_unfilled(value: object) -> None:
+    context = {"patientId": value, "encounterId": value}
+    templates = ["Patient/{{context.patientId}}", "Encounter/{{context.encounterId}}"]
+    if isinstance(value, str):
+        context["userId"] = f"Practitioner/{value}"
+        templates.append("Practitioner/{{userPractitionerId}}")
+    for template in templates:
+        assert render_template(template, context) is None, (template, value)
+
+
+@pytest.mark.parametrize("value", [".", ".."])
+def test_a_dot_segment_is_refused_for_any_token(value: str) -> None:
+    assert render_template("Observation/{{context.code}}", {"code": value}) is None
 
 
 @pytest.mark.req("55")

@@ -97,7 +97,7 @@ def resolve(
     required: Collection[str] = TEMPLATES.keys(),
     **overrides: Any,
 ) -> PrefetchResult:
-    settings = Settings(allow_http_fhir=True, **overrides)
+    settings = Settings(allow_http_fhir=True, allow_loopback_fhir=True, **overrides)
     return asyncio.run(
         resolve_prefetch(
             TEMPLATES,

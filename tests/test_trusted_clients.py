@@ -62,9 +62,12 @@ def test_the_example_file_loads() -> None:
     assert published is not None
     assert published.jku == ("https://ehr.example.org/.well-known/jwks.json",)
     assert dict(published.keys) == {}
+    assert published.fhir_servers == ("https://ehr.example.org:443/fhir/R4",
+                                      "https://fhir.internal.example.org:8443/R4")
     preshared = clients.get("https://sandbox.example-ehr.com/cds-client")
     assert preshared is not None
     assert preshared.jku == ()
+    assert preshared.fhir_servers is None
     assert preshared.keys["example-ehr-2025"].accepts("ES384")
     assert not preshared.keys["example-ehr-2025"].accepts("RS384")
 
@@ -318,3 +321,38 @@ def test_fetched_jwk_set_keeps_usable_keys_and_reports_the_rest(
 def test_document_that_is_not_a_jwk_set(document: object) -> None:
     with pytest.raises(ValueError, match="'keys' list"):
         parse_jwk_set(document)
+
+
+# --- fhir_servers (issue 15) --------------------------------------------------------------------
+
+
+def test_fhir_servers_are_normalised_and_absent_means_no_list(tmp_path: Path, ec_key: KeyPair) -> None:
+    path = write_trusted_clients(tmp_path, [
+        {"iss": ISS, "jwks": jwk_set(ec_key),
+         "fhir_servers": ["https://EHR.example.org/fhir/R4/", "https://ehr.example.org:443/fhir/R4"]},
+        {"iss": "https://other.example.org", "jwks": jwk_set(ec_key), "fhir_servers": []},
+        {"iss": "https://third.example.org", "jwks": jwk_set(ec_key)},
+    ])
+    clients = load_trusted_clients(path)
+    assert clients.get(ISS).fhir_servers == ("https://ehr.example.org:443/fhir/R4",)  # type: ignore[union-attr]
+    assert clients.get("https://other.example.org").fhir_servers == ()  # type: ignore[union-attr]
+    assert clients.get("https://third.example.org").fhir_servers is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("https://ehr.example.org/fhir", "must be a list"),
+        (["ehr.example.org/fhir"], "absolute http(s) URL"),
+        (["https://user:pw@ehr.example.org/fhir"], "credentials"),
+        (["https://ehr.example.org/fhir?tenant=1"], "query"),
+        ([42], "must be a URL string"),
+    ],
+)
+def test_bad_fhir_servers_entries_are_reported(
+    tmp_path: Path, ec_key: KeyPair, value: Any, fragment: str
+) -> None:
+    path = write_trusted_clients(tmp_path, [{"iss": ISS, "jwks": jwk_set(ec_key),
+                                             "fhir_servers": value}])
+    error = load_error(path)
+    assert "clients[0].fhir_servers" in str(error) and fragment in str(error)

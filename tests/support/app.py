@@ -12,9 +12,16 @@ from fastapi import FastAPI
 from cds_service.api import create_app
 from cds_service.settings import Settings
 
+TEST_BASE_URL = "http://testserver"
+"""Where TestClient sends requests; configured as the public base URL (the JWT audience)."""
+
 
 def make_settings(tmp_path: Path, **over: Any) -> Settings:
-    values: dict[str, Any] = {"data_dir": tmp_path / "data", "auth": "off"}
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "auth": "off",
+        "public_base_url": [TEST_BASE_URL],
+    }
     values.update(over)
     return Settings(**values)
 
