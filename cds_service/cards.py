@@ -19,6 +19,7 @@ above, and the failure is logged with the rule id only.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from .ruleset.templating import (
     compile_summary,
     detail_environment,
     fill_resource,
+    md_code,
     md_escape,
     summary_environment,
 )
@@ -64,13 +66,17 @@ UNKNOWN_BRANCH_NOTE = (
     "set to show this card in that case."
 )
 _MAX_RESOURCES = 5
+_NO_FACT = Fact(None)
 
 __all__ = ["CardRenderer", "md_escape"]
 
 
+_DRUG_DISPLAY = {"cd19_cart_unnamed": "CD19 CAR-T (product not named)"}
+
+
 def drug_name(ingredient: str) -> str:
-    """Display form of a canonical ingredient name."""
-    return ingredient.replace("_", " ")
+    """Display form of a canonical ingredient name (never an internal name)."""
+    return _DRUG_DISPLAY.get(ingredient, ingredient.replace("_", " "))
 
 
 def join_words(words: Sequence[str]) -> str:
@@ -96,6 +102,30 @@ class FactView:
 
 
 @dataclass(frozen=True)
+class SummaryFact:
+    """What a summary template may read of a fact: no patient text, only declared values
+    and dates (summaries are plain text)."""
+
+    known: bool
+    value: str
+    date: str
+
+
+def summary_fact(name: str, fact: Fact) -> SummaryFact:
+    value = fact.value
+    declared = FACT_CATALOGUE[name].values
+    if isinstance(value, frozenset):
+        shown = ", ".join(drug_name(v) for v in sorted(value)) if declared else ""
+    elif isinstance(value, str) and value in declared:
+        shown = value.replace("_", " ")
+    elif isinstance(value, float):
+        shown = f"{value:g}"
+    else:
+        shown = ""
+    return SummaryFact(fact.known, shown, fact.date.text if fact.date else "")
+
+
+@dataclass(frozen=True)
 class OrderView:
     ingredient: Trusted
     text: Trusted
@@ -114,6 +144,8 @@ def fact_value_text(name: str, fact: Fact) -> Trusted:
         return Trusted("unknown")
     if isinstance(value, float):
         return Trusted(f"{value:g}")
+    if value in FACT_CATALOGUE[name].values:
+        return Trusted(value.replace("_", " "))  # a declared value: text of ours, shown plainly
     return md_escape(value)
 
 
@@ -133,7 +165,7 @@ def _first_unique(items: Iterable[T], limit: int) -> list[T]:
 def fact_view(name: str, fact: Fact) -> FactView:
     refs = _first_unique((p.resource for p in fact.provenance), _MAX_RESOURCES)
     sources = [
-        f"{md_escape(p.resource)} ({md_escape(p.via)}: {md_escape(p.matched)})"
+        f"{md_code(p.resource)} ({p.via}: {md_code(p.matched)})"
         for p in _first_unique(fact.provenance, _MAX_RESOURCES)
     ]
     return FactView(
@@ -143,7 +175,7 @@ def fact_view(name: str, fact: Fact) -> FactView:
         date=Trusted(fact.date.text) if fact.date else Trusted(""),
         end=Trusted(fact.end.text) if fact.end else Trusted(""),
         detail=md_escape(fact.detail) if fact.detail else Trusted(""),
-        resources=Trusted(", ".join(md_escape(r) for r in refs)),
+        resources=Trusted(", ".join(md_code(r) for r in refs)),
         sources=Trusted("; ".join(sources)),
     )
 
@@ -152,7 +184,7 @@ def order_view(order: OrderedItem) -> OrderView:
     return OrderView(
         ingredient=Trusted(drug_name(order.ingredient)) if order.ingredient else Trusted(""),
         text=md_escape(order.text),
-        resource=md_escape(order.resource),
+        resource=md_code(order.resource),
     )
 
 
@@ -187,12 +219,23 @@ class CardRenderer:
 
     # -- public ------------------------------------------------------------------------------
 
-    def render(self, finding: Finding, facts: Facts, *, patient: str | None = None) -> wire.Card:
-        """The card of one finding. `patient` ("Patient/x") is needed for suggestions."""
+    def render(
+        self,
+        finding: Finding,
+        facts: Facts,
+        *,
+        patient: str | None = None,
+        offered: dict[str, str] | None = None,
+    ) -> wire.Card:
+        """The card of one finding. `patient` ("Patient/x") is needed for suggestions.
+
+        `offered` (draft resource → summary of the card offering it), shared by the cards of
+        one decision, keeps two cards from offering the same draft order: a later card names
+        the card that offers it instead."""
         rule = finding.rule
         compiled = self._compiled[rule.id]
         citations = [self.ruleset.citations.get(key) for key in rule.citations]
-        summary = self._summary(finding)
+        summary = self._summary(finding, facts)
         try:
             body = compiled.detail.render(self._detail_context(finding, facts)).strip()
         except (TemplateError, LookupError, TypeError, ValueError) as exc:
@@ -201,8 +244,10 @@ class CardRenderer:
                 extra={"rule": rule.id, "error": type(exc).__name__},
             )
             body = FALLBACK_DETAIL
+        suggestions, elsewhere = self._suggestions(rule, compiled, patient, offered, summary)
+        for what, where in elsewhere:
+            body += f"\n\nThe draft {md_escape(what)} is offered on the card “{md_escape(where)}”."
         detail = self._detail(body, finding, citations)
-        suggestions = self._suggestions(rule, compiled, patient)
         primary = citations[0]
         links = self._links(citations)
         return wire.Card(
@@ -222,22 +267,28 @@ class CardRenderer:
 
     # -- parts -------------------------------------------------------------------------------
 
-    def full_summary(self, finding: Finding) -> str:
+    def full_summary(self, finding: Finding, facts: Facts | None = None) -> str:
         """The summary as its template renders it, before any cut to 139 characters."""
         compiled = self._compiled[finding.rule.id]
         template = compiled.summary
         if finding.branch == "unknown" and compiled.unknown_summary is not None:
             template = compiled.unknown_summary
         ordered = join_words([drug_name(o.ingredient) for o in finding.orders if o.ingredient])
-        context = {"ordered": ordered, "branch": finding.branch, "drug": drug_name}
+        names = {*finding.rule.facts_read(), *(f.name for f in finding.facts)}
+        seen = {f.name: f.fact for f in finding.facts}
+        views = {
+            n: summary_fact(n, facts.get(n) if facts is not None else seen.get(n, _NO_FACT))
+            for n in sorted(names)
+        }
+        context = {"ordered": ordered, "branch": finding.branch, "drug": drug_name, "facts": views}
         try:
             text = " ".join(template.render(context).split())
         except TemplateError:
             text = ""
         return text or finding.rule.title
 
-    def _summary(self, finding: Finding) -> str:
-        text = self.full_summary(finding)
+    def _summary(self, finding: Finding, facts: Facts) -> str:
+        text = self.full_summary(finding, facts)
         if len(text) > SUMMARY_MAX:
             text = text[: SUMMARY_MAX - 1].rstrip() + "…"
         return text
@@ -282,13 +333,26 @@ class CardRenderer:
         return out
 
     def _suggestions(
-        self, rule: Rule, compiled: _Compiled, patient: str | None
-    ) -> list[wire.Suggestion]:
+        self,
+        rule: Rule,
+        compiled: _Compiled,
+        patient: str | None,
+        offered: dict[str, str] | None,
+        summary: str,
+    ) -> tuple[list[wire.Suggestion], list[tuple[str, str]]]:
+        """The card's suggestions, and (what, card summary) of those another card offers."""
         if not rule.suggestions or patient is None:
-            return []
+            return [], []
         out: list[wire.Suggestion] = []
+        elsewhere: list[tuple[str, str]] = []
         for spec, resource in zip(rule.suggestions, compiled.resources, strict=True):
             filled = fill_resource(resource, {"patient_reference": patient})
+            key, what = _offer_key(filled)
+            if offered is not None:
+                if key in offered:
+                    elsewhere.append((what, offered[key]))
+                    continue
+                offered[key] = summary
             out.append(
                 wire.Suggestion(
                     label=spec.label,
@@ -298,7 +362,19 @@ class CardRenderer:
                     ],
                 )
             )
-        return out
+        return out, elsewhere
+
+
+def _offer_key(resource: Any) -> tuple[str, str]:
+    """What a draft resource orders, as a comparison key and a short description."""
+    if not isinstance(resource, dict):
+        return repr(resource), "request"
+    code = resource.get("code")
+    text = code.get("text") if isinstance(code, dict) else None
+    codings = code.get("coding") if isinstance(code, dict) else None
+    key = json.dumps([resource.get("resourceType"), text, codings], sort_keys=True, default=str)
+    kind = "request" if resource.get("resourceType") == "ServiceRequest" else "order"
+    return key, f"{kind} for {text}" if isinstance(text, str) and text else kind
 
 
 def _citer(allowed: dict[str, Citation]) -> Callable[[str], Trusted]:
@@ -319,7 +395,7 @@ def _why_lines(finding: Finding) -> list[str]:
     for fired in finding.facts:
         view = fact_view(fired.name, fired.fact)
         if not view.known:
-            lines.append(f"- `{fired.name}`: not found in the record")
+            lines.append(f"- `{fired.name}`: not in the coded data received")
             continue
         text = f"- `{fired.name}`: {view.value}"
         if view.detail:

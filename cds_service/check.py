@@ -177,7 +177,9 @@ def _run_case(
     elif findings:
         problems.append(f"expected silence; '{rule.id}' fired ({findings[0].branch} branch)")
     for finding in findings:
-        row.longest_summary = max(row.longest_summary, len(renderer.full_summary(finding)))
+        row.longest_summary = max(
+            row.longest_summary, len(renderer.full_summary(finding, decision.facts))
+        )
     if problems:
         row.problems.extend(f"{label}: {p}" for p in problems)
     else:
@@ -193,7 +195,7 @@ def card_problems(ruleset: RuleSet, renderer: CardRenderer, decision: Decision) 
         where = f"card of '{rule.id}'"
         if decision.card_rules.get(card.uuid) != (rule.id, rule.version):
             out.append(f"{where}: not mapped to its rule and version")
-        summary = renderer.full_summary(finding)
+        summary = renderer.full_summary(finding, decision.facts)
         if len(summary) > SUMMARY_MAX:
             out.append(f"{where}: summary has {len(summary)} characters (limit {SUMMARY_MAX})")
         try:

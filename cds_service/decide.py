@@ -57,8 +57,9 @@ def decide(
     patient = f"Patient/{record.patient_id}" if record.patient_id else None
     cards: list[wire.Card] = []
     card_rules: dict[str, tuple[str, str]] = {}
+    offered: dict[str, str] = {}  # one draft order is offered by one card of the decision
     for finding in findings:
-        card = renderer.render(finding, facts, patient=patient)
+        card = renderer.render(finding, facts, patient=patient, offered=offered)
         cards.append(card)
         card_rules[card.uuid] = (finding.rule.id, finding.rule.version)
     return Decision(facts, tuple(findings), cards, card_rules)

@@ -83,6 +83,11 @@ def evaluate_rule(rule: Rule, facts: Facts, hook: str, as_of: dt.date) -> Findin
     triggering: tuple[OrderedItem, ...] = ()
     if hook in ORDER_HOOKS and rule.trigger is not None:
         triggering = tuple(o for o in facts.orders if o.ingredient in rule.trigger)
+        if rule.new_start:
+            # a refill, a next cycle or a continuation is not a new start
+            triggering = tuple(
+                o for o in triggering if facts.get(f"exposure.{o.ingredient}").value == "never"
+            )
         if not triggering:
             return None
     result, names = _decide(rule.condition, facts, as_of)
@@ -173,7 +178,7 @@ def _date_leaf(leaf: Leaf, fact: Fact, facts: Facts, as_of: dt.date) -> Decided:
         other_fact = facts.get(leaf.other)
         if not is_known(leaf.other, other_fact):
             return None
-        b = other_fact.date
+        b = other_fact.end if leaf.other_date == "end" else other_fact.date
     if b is None:
         return None
     op = leaf.op

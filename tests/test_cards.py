@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 
 from cds_service import wire
 from cds_service.cards import FALLBACK_DETAIL, UNKNOWN_BRANCH_NOTE, CardRenderer
@@ -169,8 +170,12 @@ def test_hostile_resource_ids_are_escaped_in_why_this_card(tmp_path: Path) -> No
         orders=[OrderedItem("MedicationRequest/<script>", "imatinib", "ok")],
     )
     _, card = render_one(ruleset, renderer, facts)
-    assert "](http://evil)" not in (card.detail or "")
-    assert "<script>" not in (card.detail or "")
+    # Identifiers are printed as code spans: what a CommonMark renderer makes of the detail
+    # carries no link to the hostile URL and no live tag, only the literal text.
+    html = MarkdownIt("commonmark").render(card.detail or "")
+    assert 'href="http://evil"' not in html
+    assert "<script>" not in html
+    assert "<code>Observation/[a](http://evil)</code>" in html
 
 
 # ---- what the renderer adds ------------------------------------------------------------------
@@ -199,9 +204,9 @@ def test_why_this_card_lists_orders_and_facts_with_dates_and_resources(tmp_path:
     _, card = render_one(ruleset, renderer, t315i_facts())
     why = (card.detail or "").split("**Why this card**\n", 1)[1].split("\n\n", 1)[0]
     assert why.splitlines() == [
-        r"- Order under decision: imatinib — “Imatinib 400 mg” (MedicationRequest\/draft\-1)",
-        r"- `abl1.t315i`: yes (p\.Thr315Ile), 2024-12-05 — from Observation\/var\-1 "
-        "(hgvs: http\\:\u200b\\/\\/loinc\\.org\\|69548\\-6)",
+        "- Order under decision: imatinib — “Imatinib 400 mg” (`MedicationRequest/draft-1`)",
+        r"- `abl1.t315i`: yes (p\.Thr315Ile), 2024-12-05 — from `Observation/var-1` "
+        "(hgvs: `http://loinc.org|69548-6`)",
     ]
 
 
@@ -281,7 +286,7 @@ def test_undecided_branch_uses_its_summary_indicator_and_says_so(tmp_path: Path)
     assert card.indicator == "info"
     assert card.summary == "No ABL1 result found for dasatinib"
     assert UNKNOWN_BRANCH_NOTE in (card.detail or "")
-    assert "- `abl1.t315i`: not found in the record" in (card.detail or "")
+    assert "- `abl1.t315i`: not in the coded data received" in (card.detail or "")
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])

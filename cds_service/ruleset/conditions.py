@@ -16,6 +16,9 @@ Operators (see rules/README.md for the three-valued semantics):
     on_or_before, on_or_after
     during                     the fact's date inside another fact's period (date .. end/as_of)
     within_days                the fact's date at most `days` days from the other date
+
+A date operator compares with the other fact's date, or with its end (`other_date: end`, e.g.
+"after the previous therapy ended"); an end that is not recorded leaves the leaf undecided.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Leaf:
     value: LeafValue = None
     other: str | None = None
     days: int | None = None
+    other_date: str = "date"
+    """Which date of `other` a date operator compares with: "date" or "end"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ def parse_condition(data: Any, path: KeyPath, problems: list[Problem]) -> Condit
 
 def _parse_leaf(data: Mapping[str, Any], path: KeyPath, problems: list[Problem]) -> Leaf | None:
     before = len(problems)
-    allowed = {"fact", "op", "value", "other", "days"}
+    allowed = {"fact", "op", "value", "other", "days", "other_date"}
     for key in data:
         if key not in allowed:
             problems.append(
@@ -166,9 +171,17 @@ def _parse_leaf(data: Mapping[str, Any], path: KeyPath, problems: list[Problem])
             not isinstance(days, int) or isinstance(days, bool) or days < 0
         ):
             problems.append(((*path, "days"), "within_days needs 'days': a whole number >= 0"))
+    other_date = data.get("other_date", "date")
+    if "other_date" in data:
+        if op not in DATE_OPS or op == "during":
+            problems.append(((*path, "other_date"), "'other_date' belongs to date operators"))
+        elif other_date not in ("date", "end"):
+            problems.append(((*path, "other_date"), "'other_date' is 'date' or 'end'"))
+        elif other == AS_OF:
+            problems.append(((*path, "other_date"), f"'{AS_OF}' has no end"))
     if len(problems) > before or not isinstance(fact, str) or not isinstance(op, str):
         return None
-    return Leaf(fact, op, value, other if isinstance(other, str) else None, days)
+    return Leaf(fact, op, value, other if isinstance(other, str) else None, days, str(other_date))
 
 
 def _check_shape(op: str, data: Mapping[str, Any], path: KeyPath, problems: list[Problem]) -> None:

@@ -239,6 +239,7 @@ class _RuleChecker:
             override_reasons=spec.override_reasons,
             cases=spec.cases,
             source=report.display,
+            new_start=spec.trigger.new_start if spec.trigger is not None else False,
         )
 
     # -- the parts ---------------------------------------------------------------------------

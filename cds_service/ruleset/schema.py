@@ -36,6 +36,9 @@ class _Model(BaseModel):
 class TriggerSpec(_Model):
     ordered: tuple[str, ...] = Field(min_length=1)
     """Canonical ingredient names or drug classes (tki, cd19_directed, cd19_cart)."""
+    new_start: bool = False
+    """Fire only for an ordered drug the patient has no exposure record of (a new start): an
+    educational card is shown once, not on every refill or cycle."""
 
 
 class UnknownBranch(_Model):
@@ -131,12 +134,17 @@ class Rule:
     cases: tuple[CaseSpec, ...]
     source: str
     """File the rule came from, as shown in messages (rules/x.yaml)."""
+    new_start: bool = False
+    """Trigger only on an ordered drug with no exposure record (see TriggerSpec.new_start)."""
 
     def facts_read(self) -> frozenset[str]:
-        """Facts the rule reads: its condition, its card, and the order when it has a trigger."""
+        """Facts the rule reads: its condition, its card, the order when it has a trigger, and
+        the exposures of the triggering drugs when it fires on a new start only."""
         names = set(facts_read(self.condition)) | set(self.card.facts)
         if self.trigger is not None:
             names.add("order.ingredients")
+            if self.new_start:
+                names |= {f"exposure.{d}" for d in self.trigger}
         return frozenset(names)
 
     def indicator_for(self, branch: Branch) -> Indicator:

@@ -54,6 +54,17 @@ def md_escape(value: object) -> Trusted:
     return Trusted("".join("\\" + ch if ch in _PUNCTUATION else ch for ch in text))
 
 
+def md_code(value: object) -> Trusted:
+    """Render `value` as an inline code span: inert in Markdown (no emphasis, links or
+    autolinks inside a code span) and still readable where an EHR shows the raw text —
+    for identifiers such as resource references and codes ("Observation/bcr-1",
+    "http://loinc.org|46434-7"). Backticks and control characters cannot break out."""
+    text = _SPACES.sub(" ", str(value)).strip().replace("`", "'")
+    if len(text) > MAX_PATIENT_TEXT:
+        text = text[: MAX_PATIENT_TEXT - 1].rstrip() + "…"
+    return Trusted(f"`{text}`") if text else Trusted("")
+
+
 def _finalize(value: Any) -> Any:
     if value is None:
         return Trusted("")
