@@ -1,4 +1,4 @@
-"""The `cds-service` command: serve, check, facts, evaluate, feedback-report."""
+"""The `cds-service` command: serve, check, facts, evaluate, feedback-report, gallery, dry-run."""
 
 from __future__ import annotations
 
@@ -166,23 +166,35 @@ def evaluate(
 
 
 @app.command("feedback-report")
-def feedback_report() -> None:
-    """Cards issued and override rates per rule version, from the SQLite store."""
+def feedback_report(
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as one HTML page.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Override reasons listed per rule version.")] = 5,
+) -> None:
+    """Cards returned, accepted, overridden, override reasons, comments (counted), silent-mode
+    firings and weekly trend per rule version, from the SQLite store."""
+    from .feedback_report import build_report, format_text, render_html
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import RuleSet, load_ruleset
     from .storage import Store
 
     settings = Settings()
+    ruleset: RuleSet | None
+    try:  # titles, statuses and override displays; the report stands without them
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+    except CDSError:
+        ruleset = None
     store = Store(settings.data_dir / "cds-service.sqlite3")
-    rows = store.outcomes_by_rule()
-    typer.echo(
-        f"{'rule':40} {'ver':>4} {'issued':>7} {'accepted':>9} {'overridden':>11} {'rate':>6}"
-    )
-    for r in rows:
-        rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
-        typer.echo(
-            f"{r.rule_id:40} {r.rule_version:>4} {r.issued:>7} {r.accepted:>9} "
-            f"{r.overridden:>11} {rate:>6}"
-        )
-    store.close()
+    try:
+        report = build_report(store, ruleset, top=top)
+    finally:
+        store.close()
+    typer.echo(format_text(report))
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(report), encoding="utf-8")
+        typer.echo(f"wrote {html}")
 
 
 def main() -> None:

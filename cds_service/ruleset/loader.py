@@ -54,8 +54,8 @@ class RuleSet:
     """The value sets under this rule set's valuesets/ folder: what extraction matches with."""
 
     def enabled(self, hook: str) -> tuple[Rule, ...]:
-        """Enabled rules that answer `hook`, in id order."""
-        return tuple(r for r in self.rules if r.enabled and hook in r.hooks)
+        """Rules the service evaluates for `hook` (enabled, not retired), in id order."""
+        return tuple(r for r in self.rules if r.evaluated and hook in r.hooks)
 
     def facts_for_hook(self, hook: str) -> frozenset[str]:
         """Fact names the enabled rules of `hook` read (discovery derives prefetch from it)."""
@@ -269,6 +269,7 @@ class _RuleChecker:
             override_reasons=spec.override_reasons,
             cases=spec.cases,
             source=report.display,
+            status=spec.status,
         )
 
     # -- the parts ---------------------------------------------------------------------------
