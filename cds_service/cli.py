@@ -197,6 +197,40 @@ def feedback_report(
         typer.echo(f"wrote {html}")
 
 
+@app.command()
+def gallery(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write index.html and rules/ into.")],
+    rules: Annotated[Path | None, typer.Option(help="Rules folder (default: bundled).")] = None,
+    cards: Annotated[Path | None, typer.Option(help="Card templates (default: bundled).")] = None,
+) -> None:
+    """Write the card gallery: every evaluated rule and each of its cases, with the card the
+    service returns, the facts that decided it, and the rule's version, status and evidence."""
+    from .cards import CardRenderer
+    from .gallery import build_gallery, write_gallery
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+
+    settings = Settings()
+    cards_path = cards or cards_dir(settings)
+    try:
+        ruleset = load_ruleset(rules or rules_dir(settings), cards_path)
+        renderer = CardRenderer(ruleset, cards_path)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    site = build_gallery(ruleset, renderer, cards_path)
+    written = write_gallery(site, out_dir)
+    typer.echo(
+        f"wrote {len(written)} pages ({len(site.pages)} rules, {site.case_count} cases) to "
+        f"{out_dir}; open {out_dir / 'index.html'}"
+    )
+    if not site.ok:
+        typer.echo(f"{len(site.problems)} case(s) not as declared:", err=True)
+        for problem in site.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     try:
         app()

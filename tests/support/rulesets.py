@@ -15,12 +15,16 @@ from cds_service.ruleset.schema import CaseSpec, Rule
 from tests.support.cases import ROOT, case_bundle
 
 
-def copy_rules(tmp: Path) -> Path:
-    """A copy of the bundled rules folder whose fixtures resolve (beside a fhir_fixtures link)."""
+def copy_rules(tmp: Path, *, copy_fixtures: bool = False) -> Path:
+    """A copy of the bundled rules folder whose case fixtures resolve (a fhir_fixtures link
+    beside it, or a copy of them)."""
     base = tmp / "ruleset-copy"
     base.mkdir()
     shutil.copytree(bundled_dir("rules"), base / "rules")
-    (base / "fhir_fixtures").symlink_to(ROOT / "fhir_fixtures")
+    if copy_fixtures:
+        shutil.copytree(ROOT / "fhir_fixtures", base / "fhir_fixtures")
+    else:
+        (base / "fhir_fixtures").symlink_to(ROOT / "fhir_fixtures")
     return base / "rules"
 
 
