@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,6 +229,86 @@ def gallery(
         typer.echo(f"{len(site.problems)} case(s) not as declared:", err=True)
         for problem in site.problems:
             typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("dry-run")
+def dry_run(
+    input_dir: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="A Bulk Data export folder or patient Bundles.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")],
+    order: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A hypothetical order (drug name); repeatable. Default: six TKIs, blinatumomab."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Local worker processes (default: all cores).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (tcp://host:8786): run the shards there."),
+    ] = None,
+    as_of: Annotated[str | None, typer.Option(help="Evaluation date, YYYY-MM-DD.")] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Secret key of the pseudonymous patient keys (default: created in CDS_DATA_DIR)."
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Where the shards go (default: OUT/.dry-run-work).")
+    ] = None,
+    keep_work: Annotated[bool, typer.Option(help="Keep the shards afterwards.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bars.")] = True,
+) -> None:
+    """Evaluate every patient of a population (patient-view; order-select and order-sign per
+    hypothetical order) and report how often each rule would fire."""
+    from .dryrun import DEFAULT_ORDERS, DryRunOptions, load_or_create_key, run_dry_run
+    from .paths import cards_dir, rules_dir
+
+    settings = Settings()
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        typer.echo(f"error: --as-of {as_of!r} is not YYYY-MM-DD", err=True)
+        raise typer.Exit(code=2) from None
+    if jobs is not None and jobs < 1:
+        typer.echo("error: --jobs must be at least 1", err=True)
+        raise typer.Exit(code=2)
+    try:
+        key = load_or_create_key(key_file or settings.data_dir / "dry-run-pseudonym.key")
+        options = DryRunOptions(
+            input=input_dir,
+            out=out,
+            rules_dir=rules_dir(settings),
+            cards_dir=cards_dir(settings),
+            key=key,
+            orders=tuple(order) if order else DEFAULT_ORDERS,
+            as_of=day,
+            jobs=jobs or len(os.sched_getaffinity(0)),
+            scheduler=scheduler,
+            work_dir=work_dir,
+            keep_work=keep_work,
+            progress=progress,
+            max_line_bytes=settings.max_body_bytes,
+        )
+        outcome = run_dry_run(options)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    summary, run = outcome.summary, outcome.run
+    typer.echo(
+        f"{summary['patients']} patients, {summary['patients_with_any_card']} with a card; "
+        f"{run['patients_per_s']} patients/s ({run['patients_per_s_per_worker']} per worker, "
+        f"{run['shards']} shards)"
+    )
+    for path in outcome.files:
+        typer.echo(f"wrote {path}")
+    if outcome.failed:
+        typer.echo(f"error: some patients could not be evaluated: {summary['errors']}", err=True)
         raise typer.Exit(code=1)
 
 

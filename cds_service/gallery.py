@@ -15,7 +15,6 @@ renderer (markdown.py, raw HTML off). Nothing is fetched at view time; pages pri
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from .citations import Citation, evidence_entry, reference_entry
 from .decide import Decision, evaluate_bundle
 from .evaluate import Finding
 from .facts.model import FACT_CATALOGUE, Facts
+from .fingerprint import ruleset_fingerprint
 from .pages import render_page
 from .ruleset.conditions import AllOf, AnyOf, Condition, Leaf, Not
 from .ruleset.loader import RuleSet
@@ -167,7 +167,7 @@ def build_gallery(ruleset: RuleSet, renderer: CardRenderer, cards_dir: Path) -> 
     return Gallery(
         pages=pages,
         not_evaluated=[r for r in ruleset.rules if not r.evaluated],
-        fingerprint=fingerprint(ruleset.rules_dir, cards_dir),
+        fingerprint=ruleset_fingerprint(ruleset.rules_dir, cards_dir),
         generated=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         rules_dir=str(ruleset.rules_dir),
         problems=problems,
@@ -285,18 +285,6 @@ def describe_condition(cond: Condition) -> Markup:
         Markup("<li>{}</li>").format(describe_condition(item)) for item in cond.items
     )
     return Markup("{}:<ul>{}</ul>").format(label, items)
-
-
-def fingerprint(rules_dir: Path, cards_dir: Path) -> str:
-    """SHA-256 over the rule set's files (rules, citations, value sets, card templates)."""
-    digest = hashlib.sha256()
-    for base in (rules_dir, cards_dir):
-        for path in sorted(p for p in base.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(base)).encode())
-            digest.update(b"\0")
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
-    return digest.hexdigest()
 
 
 # ---- writing -----------------------------------------------------------------------------------
