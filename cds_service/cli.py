@@ -139,6 +139,7 @@ def evaluate(
     from .decide import evaluate_bundle
     from .paths import cards_dir, rules_dir
     from .ruleset.loader import load_ruleset
+    from .service import silent_cards
     from .wire import CDSResponse
 
     if hook not in ("patient-view", "order-select", "order-sign"):
@@ -153,14 +154,17 @@ def evaluate(
     renderer = CardRenderer(ruleset, cards_dir(settings))
     day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     decision = evaluate_bundle(ruleset, renderer, _read_bundle(bundle), hook, order, day)
-    if as_json:
-        typer.echo(json.dumps(CDSResponse(cards=decision.cards).dump(), indent=2))
+    silent = silent_cards(decision)
+    if as_json:  # what the service returns: a silent rule's cards are only recorded
+        shown = [c for c in decision.cards if c.uuid not in silent]
+        typer.echo(json.dumps(CDSResponse(cards=shown).dump(), indent=2))
         return
     if not decision.cards:
         typer.echo("no cards")
     for card in decision.cards:
         rule_id, version = decision.card_rules.get(card.uuid, ("?", "?"))
-        typer.echo(f"[{card.indicator.upper()}] {card.summary}   ({rule_id} v{version})")
+        mode = "  [silent mode: recorded, not returned]" if card.uuid in silent else ""
+        typer.echo(f"[{card.indicator.upper()}] {card.summary}   ({rule_id} v{version}){mode}")
         if card.detail:
             typer.echo("    " + card.detail.replace("\n", "\n    "))
         typer.echo("")

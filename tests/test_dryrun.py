@@ -292,3 +292,17 @@ def test_patients_of_a_bundle_resolve_through_full_urls(tmp_path: Path, key_file
     summary = json.loads((out / "summary.json").read_text())
     assert summary["patients"] == 1 and summary["input"]["without_patient"] == 0
     assert summary["input"]["resources"] == len(resources)
+
+
+def test_only_its_own_work_folder_is_touched(tmp_path: Path, key_file: Path) -> None:
+    folder = tmp_path / "in"
+    write_ndjson_export(folder, 3, seed=2)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "keep.txt").write_text("someone's file")
+    _dry_run(folder, tmp_path / "out", key_file, "--work-dir", str(scratch), "--jobs", "1")
+    assert (scratch / "keep.txt").read_text() == "someone's file"
+    assert list(scratch.iterdir()) == [scratch / "keep.txt"]  # the shards are gone
+    _dry_run(folder, tmp_path / "out2", key_file, "--keep-work", "--jobs", "1")
+    kept = tmp_path / "out2" / ".dry-run-work"
+    assert any(kept.glob("shard-*.tsv")) and (kept / "references.sqlite3").is_file()

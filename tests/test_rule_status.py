@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import os
 import sqlite3
 import subprocess
@@ -155,3 +156,27 @@ def test_silent_and_retired_rules_over_http(tmp_path: Path) -> None:
     display = reason.get("display")
     if display:  # the client sent no display: the report takes the rule file's
         assert html.escape(display) in page
+
+
+def test_evaluate_cli_marks_silent_cards_and_leaves_them_out_of_the_response(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cds_service.cli import app
+    from tests.support.cases import ROOT
+
+    rule = bundled_ruleset().rules[0]
+    case = next(c for c in rule.cases if c.expect == "fires")
+    rules = copy_rules(tmp_path)
+    set_status(rules, rule.id, "silent")
+    monkeypatch.setenv("CDS_RULES_DIR", str(rules))
+    args = ["evaluate", str(ROOT / case.fixture), "--hook", case.hook, "--as-of",
+            case.as_of.isoformat(), *(["--order", case.order] if case.order else [])]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    line = next(ln for ln in text.output.splitlines() if f"({rule.id} v" in ln)
+    assert "silent mode" in line
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+    summaries = [c["summary"] for c in json.loads(as_json.output)["cards"]]
+    assert line.split("] ", 1)[1].split("   (")[0] not in summaries

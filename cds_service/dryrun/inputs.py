@@ -21,7 +21,7 @@ import re
 import sqlite3
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +94,11 @@ def input_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return ndjson, bundles
 
 
-def shard_count(total_bytes: int) -> int:
-    return max(MIN_SHARDS, min(MAX_SHARDS, -(-total_bytes // SHARD_TARGET_BYTES)))
+def shard_count(total_bytes: int, min_shards: int = MIN_SHARDS) -> int:
+    """Enough shards to keep each near SHARD_TARGET_BYTES and every worker busy to the end
+    (the count changes nothing in the results: outputs are merged and sorted)."""
+    by_size = -(-total_bytes // SHARD_TARGET_BYTES)
+    return min(MAX_SHARDS, max(MIN_SHARDS, min_shards, by_size))
 
 
 def shard_of(patient_id: str, shards: int) -> int:
@@ -165,7 +168,9 @@ class Partitioner:
         self,
         folder: Path,
         work: Path,
-        on_bytes: Any = None,
+        *,
+        min_shards: int = MIN_SHARDS,
+        on_bytes: Callable[[int], object] | None = None,
     ) -> Partition:
         ndjson, bundles = input_files(folder)
         kinds = [k for k, files in (("ndjson", ndjson), ("bundles", bundles)) if files]
@@ -173,7 +178,7 @@ class Partitioner:
         total = sum(p.stat().st_size for p in (*ndjson, *bundles))
         work.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
-            writer = _Writer(work, shard_count(total), stack)
+            writer = _Writer(work, shard_count(total, min_shards), stack)
             for path in ndjson:
                 self.stats.files += 1
                 self._ndjson(path, writer, on_bytes)
@@ -189,7 +194,9 @@ class Partitioner:
             return gzip.open(path, "rb")
         return path.open("rb")
 
-    def _ndjson(self, path: Path, writer: _Writer, on_bytes: Any) -> None:
+    def _ndjson(
+        self, path: Path, writer: _Writer, on_bytes: Callable[[int], object] | None
+    ) -> None:
         with self._open(path) as fh:
             number = 0
             while True:
@@ -229,7 +236,9 @@ class Partitioner:
 
     # -- Bundles ---------------------------------------------------------------------------
 
-    def _bundle(self, path: Path, writer: _Writer, on_bytes: Any) -> None:
+    def _bundle(
+        self, path: Path, writer: _Writer, on_bytes: Callable[[int], object] | None
+    ) -> None:
         size = path.stat().st_size
         if on_bytes is not None:
             on_bytes(size)

@@ -61,6 +61,7 @@ from .shard import FIRINGS_HEADER, ShardResult, ShardTask, evaluate_shard, row_s
 
 DEFAULT_ORDERS: tuple[str, ...] = (*TKIS, "blinatumomab")
 KEY_BYTES = 32
+WORK_SUBDIR = ".dry-run-work"
 
 
 class DryRunError(ConfigError):
@@ -299,7 +300,7 @@ def run_dry_run(options: DryRunOptions, console: Console | None = None) -> DryRu
     hooks = tuple(h for h in HOOKS if ruleset.enabled(h))
     as_of = options.as_of or dt.datetime.now(dt.UTC).date()
     options.out.mkdir(parents=True, exist_ok=True)
-    work = options.work_dir or options.out / ".dry-run-work"
+    work = (options.work_dir or options.out) / WORK_SUBDIR  # only this folder is ever removed
     if work.exists():
         shutil.rmtree(work)
     partitioner = Partitioner(
@@ -318,7 +319,12 @@ def run_dry_run(options: DryRunOptions, console: Console | None = None) -> DryRu
         TimeElapsedColumn(),
     ) as bar:
         job = bar.add_task("reading", total=total_bytes)
-        partition = partitioner.run(options.input, work, on_bytes=lambda n: bar.advance(job, n))
+        partition = partitioner.run(
+            options.input,
+            work,
+            min_shards=4 * max(options.jobs, 1),
+            on_bytes=lambda n: bar.advance(job, n),
+        )
     partitioned = time.perf_counter()
     if partition.stats.resources == 0:
         raise DryRunError(
@@ -359,7 +365,7 @@ def run_dry_run(options: DryRunOptions, console: Console | None = None) -> DryRu
         job = bar.add_task("evaluating", total=partition.stats.patient_resources or None)
         for result in _execute(tasks, options.jobs, options.scheduler):
             total.merge(result)
-            bar.advance(job, result.patients + result.orphans)
+            bar.advance(job, result.patients)
     evaluated = time.perf_counter()
     summary = build_summary(
         ruleset,
