@@ -290,7 +290,7 @@ def dry_run(
             rules_dir=rules_dir(settings),
             cards_dir=cards_dir(settings),
             key=key,
-            orders=tuple(order) if order else DEFAULT_ORDERS,
+            orders=tuple(dict.fromkeys(order)) if order else DEFAULT_ORDERS,
             as_of=day,
             jobs=jobs or len(os.sched_getaffinity(0)),
             scheduler=scheduler,
