@@ -306,3 +306,18 @@ def test_only_its_own_work_folder_is_touched(tmp_path: Path, key_file: Path) -> 
     _dry_run(folder, tmp_path / "out2", key_file, "--keep-work", "--jobs", "1")
     kept = tmp_path / "out2" / ".dry-run-work"
     assert any(kept.glob("shard-*.tsv")) and (kept / "references.sqlite3").is_file()
+
+
+def test_the_benchmark_script_runs_end_to_end(tmp_path: Path) -> None:
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "bench/dryrun.py", "--patients", "30", "--jobs", "1",
+         "--export", str(tmp_path / "export")],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("bench-dryrun: patients=30 ") and "identical=yes" in last
+    assert "jobs1_patients_per_cpu_s=" in last
