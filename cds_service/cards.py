@@ -37,7 +37,8 @@ from .citations import (
     verified_links,
 )
 from .evaluate import Finding
-from .facts.model import FACT_CATALOGUE, Fact, Facts, OrderedItem
+from .facts.catalogue import FACT_CATALOGUE
+from .facts.model import Fact, Facts, OrderedItem
 from .ruleset.loader import RuleSet
 from .ruleset.schema import Rule
 from .ruleset.templating import (

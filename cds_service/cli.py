@@ -110,15 +110,32 @@ def facts(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     as_of: Annotated[str | None, typer.Option(help="Evaluation date, YYYY-MM-DD.")] = None,
 ) -> None:
-    """Print the clinical facts derived from a bundle, with provenance."""
+    """Print the clinical facts derived from a bundle, with provenance.
+
+    Read with the rule set's own value sets and facts.yaml (CDS_RULES_DIR, else the bundled
+    rules): the facts the service would derive."""
     from .facts.extract import extract_facts
     from .facts.report import format_facts
     from .fhir_input import build_record
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
 
+    settings = Settings()
+    try:
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+    except CDSError as exc:
+        _fail(exc)
+        return
     data = _read_bundle(bundle)
     record = build_record([data], None)  # the bundle's one Patient is the patient
     day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
-    typer.echo(format_facts(extract_facts(record, as_of=day), as_json=as_json))
+    found = extract_facts(
+        record,
+        as_of=day,
+        terminology=ruleset.terminology,
+        parameters=ruleset.fact_parameters,
+    )
+    typer.echo(format_facts(found, as_json=as_json))
 
 
 @app.command()

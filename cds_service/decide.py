@@ -51,6 +51,7 @@ def decide(
         context_orders=context_orders,
         as_of=as_of,
         terminology=ruleset.terminology,
+        parameters=ruleset.fact_parameters,
     )
     findings = evaluate(ruleset, facts, hook, as_of)
     patient = f"Patient/{record.patient_id}" if record.patient_id else None

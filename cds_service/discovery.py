@@ -1,7 +1,7 @@
 """The services we offer, and their prefetch templates derived from what the rules read.
 
 Templates are never a hand-kept list: each enabled rule of a hook names facts, each fact
-names the FHIR resource types it is derived from (facts.model.FACT_SOURCES), and each type
+names the FHIR resource types it is derived from (facts.catalogue.FACT_SOURCES), and each type
 becomes one patient-scoped search. The queries keep to the CDS Hooks 2.0 recommended subset
 (req 58): type-level search on `patient` with a `{{context.patientId}}` token, no modifiers,
 no `:in` with our own value sets (an EHR's FHIR server knows nothing of them), so they work on
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .facts.model import FACT_SOURCES
+from .facts.catalogue import FACT_SOURCES
 from .wire import Discovery, ServiceDescriptor
 
 PATIENT_TOKEN = "{{context.patientId}}"

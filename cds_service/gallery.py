@@ -27,7 +27,8 @@ from .cards import CardRenderer, fact_view
 from .citations import Citation, evidence_entry, reference_entry
 from .decide import Decision, evaluate_bundle
 from .evaluate import Finding
-from .facts.model import FACT_CATALOGUE, Facts
+from .facts.catalogue import FACT_CATALOGUE
+from .facts.model import Facts
 from .fingerprint import ruleset_fingerprint
 from .pages import render_page
 from .ruleset.conditions import AllOf, AnyOf, Condition, Leaf, Not

@@ -22,7 +22,7 @@ from .decide import Decision, decide
 from .discovery import Catalogue
 from .envelope import parse_envelope, parse_json, split_orders
 from .errors import HookMismatch, NotFound, RequestError
-from .facts.labs import unread_observation
+from .facts.extract import unread_observation
 from .fhir_input import Record, build_record
 from .logs import correlation_id
 from .paths import cards_dir, rules_dir
@@ -33,6 +33,7 @@ from .storage import IssuedCard, Store
 from .trusted_clients import TrustedClients, load_trusted_clients
 from .wire import CDSResponse, FeedbackRequest
 
+_MAX_CODES_LOGGED = 10
 log = logging.getLogger("cds_service.service")
 
 
@@ -160,6 +161,9 @@ class CDSService:
             shown = [c for c in decision.cards if c.uuid not in silent]
             response = CDSResponse(cards=shown).dump()
             self._audit(service_id, request.hook_instance, decision, silent)
+            for code in decision.facts.unrecognised_codes[:_MAX_CODES_LOGGED]:
+                # a code, never patient data: integrators map it into drugs.yaml
+                log.warning(f"unrecognised order code {code[:200]}", extra={"service": service_id})
             log.info(
                 "hook answered",
                 extra={

@@ -15,21 +15,22 @@ Matching is precomputed once at load time and memoised:
   spellings, keeps clause breaks (". ", "; ", ", ") as a "|" token and turns every other
   punctuation into a space. A synonym matches as a whole-token sequence; `text_exact` synonyms
   only when they are the whole text; `exclude_text` vetoes the concept for that text
-  ("T-cell acute lymphoblastic leukemia" is not B-ALL). Each match says whether a negation cue
-  ("no", "not", "without", "negative for" … before it, "negative", "not detected", "absent" …
-  after it, within the same clause) surrounds it; callers decide what a negated match means.
+  ("T-cell acute lymphoblastic leukemia" is not B-ALL). Each match carries its polarity from
+  the one polarity engine (`Cues`): affirmed, negated ("no", "negative for" … before it, "not
+  detected", "absent" … after it) or equivocal ("suspicious for", "indeterminate", "no call" …),
+  within the same clause; the cue lists are data (rules/valuesets/polarity.yaml). Callers
+  decide what a negated match means; an equivocal one is never evidence.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -68,23 +69,25 @@ _SYSTEM_ALIASES: Mapping[str, str] = {
     "hgnc": HGNC,
     "http://www.genenames.org/": HGNC,
     "https://www.genenames.org": HGNC,
+    # Genomics Reporting examples before 2023-11 (HL7/genomics-reporting commit d0a5e9d)
+    "http://www.genenames.org/geneid": HGNC,
+    "https://www.genenames.org/geneid": HGNC,
+    # the HGNC OID, as public FHIR converters map it (search tool: 2.16.840.1.113883.6.281)
+    "urn:oid:2.16.840.1.113883.6.281": HGNC,
 }
 _SYSTEM_ALIASES_LOWER = {k.lower(): v for k, v in _SYSTEM_ALIASES.items()}
 
-_MAX_NEG_BEFORE = 4
-_MAX_NEG_AFTER = 3
-_NEG_BEFORE_1 = frozenset(
-    {"no", "not", "without", "absent", "denies", "denied", "excluded", "never", "non"}
-)
-_NEG_BEFORE_2 = frozenset(
-    {("negative", "for"), ("free", "of"), ("absence", "of"), ("ruled", "out"), ("rule", "out")}
-)
-_NEG_AFTER_1 = frozenset(
-    {"negative", "absent", "excluded", "undetectable", "undetected", "neg", "none"}
-)
-_NEG_AFTER_2 = frozenset(
-    {("not", "detected"), ("not", "seen"), ("not", "present"), ("ruled", "out"), ("not", "found")}
-)
+Polarity = Literal["affirmed", "negated", "equivocal"]
+"""How a mention is stated: plainly, negated ("no CNS disease"), or equivocally ("suspicious")."""
+
+CUE_CONCEPTS = {
+    "before": "cue_negation_before",
+    "after": "cue_negation_after",
+    "equivocal": "cue_equivocal",
+    "pseudo": "cue_pseudo_negation",
+    "scope_end": "cue_scope_end",
+}
+"""The concepts of the `polarity` value set that hold the cue lists (data, not code)."""
 
 
 def canonical_system(system: str | None) -> str | None:
@@ -199,7 +202,15 @@ class CodeMatch:
 class TextMatch:
     concept: str
     synonym: str
-    negated: bool
+    polarity: Polarity = "affirmed"
+
+    @property
+    def negated(self) -> bool:
+        return self.polarity == "negated"
+
+    @property
+    def equivocal(self) -> bool:
+        return self.polarity == "equivocal"
 
 
 class Terminology:
@@ -213,7 +224,11 @@ class Terminology:
         first_token: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
         whole: dict[str, list[tuple[str, str]]] = {}
         excludes: list[tuple[tuple[str, ...], str]] = []
+        self.cues = Cues.from_concepts(concepts)
+        cue_ids = frozenset(CUE_CONCEPTS.values())
         for concept in concepts.values():
+            if concept.id in cue_ids:
+                continue  # cue lists steer polarity; they are not concepts to find
             for code in concept.codes:
                 system = canonical_system(code.system) or code.system
                 key = (system, normalise_code(system, code.code) or code.code)
@@ -267,23 +282,22 @@ class Terminology:
 
     def _match_text_uncached(self, norm: str) -> tuple[TextMatch, ...]:
         tokens = norm.split()
-        found: dict[tuple[str, str], bool] = {}
+        found: dict[tuple[str, str], Polarity] = {}
         for cid, syn in self._whole.get(norm, ()):
-            found[(cid, syn)] = False
+            found[(cid, syn)] = "affirmed"
         for i, tok in enumerate(tokens):
             for syn_tokens, cid, syn in self._first_token.get(tok, ()):
                 j = i + len(syn_tokens)
                 if tuple(tokens[i:j]) == syn_tokens:
-                    negated = _negated(tokens, i, j)
                     key = (cid, syn)
-                    # a concept matched both plainly and negated counts as plain
-                    found[key] = found.get(key, True) and negated
+                    # a concept stated plainly anywhere counts as plain; equivocal beats negated
+                    found[key] = _stronger(found.get(key), self.cues.polarity(tokens, i, j))
         if not found:
             return ()
         vetoed = {cid for phrase, cid in self._excludes if _contains(tokens, phrase)}
         return tuple(
-            TextMatch(cid, syn, neg)
-            for (cid, syn), neg in sorted(found.items())
+            TextMatch(cid, syn, pol)
+            for (cid, syn), pol in sorted(found.items())
             if cid not in vetoed
         )
 
@@ -308,24 +322,131 @@ def _contains(tokens: list[str], phrase: tuple[str, ...]) -> bool:
     return any(tok == first and tuple(tokens[i : i + n]) == phrase for i, tok in enumerate(tokens))
 
 
-def _negated(tokens: list[str], i: int, j: int) -> bool:
-    before: list[str] = []
-    for k in range(i - 1, max(-1, i - 1 - _MAX_NEG_BEFORE), -1):
-        if tokens[k] == "|":
-            break
-        before.insert(0, tokens[k])
-    if any(t in _NEG_BEFORE_1 for t in before):
-        return True
-    if any((a, b) in _NEG_BEFORE_2 for a, b in itertools.pairwise(before)):
-        return True
-    after: list[str] = []
-    for k in range(j, min(len(tokens), j + _MAX_NEG_AFTER)):
-        if tokens[k] == "|":
-            break
-        after.append(tokens[k])
-    if any(t in _NEG_AFTER_1 for t in after):
-        return True
-    return any((a, b) in _NEG_AFTER_2 for a, b in itertools.pairwise(after))
+_RANK: Mapping[Polarity, int] = MappingProxyType({"negated": 0, "equivocal": 1, "affirmed": 2})
+
+
+def _stronger(a: Polarity | None, b: Polarity) -> Polarity:
+    return b if a is None or _RANK[b] > _RANK[a] else a
+
+
+_Phrases = Mapping[str, tuple[tuple[str, ...], ...]]
+"""Cue phrases indexed by their first token, longest first."""
+
+
+def _index(phrases: Iterable[str]) -> _Phrases:
+    by_first: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in phrases:
+        tokens = tuple(phrase.split())
+        if tokens:
+            by_first.setdefault(tokens[0], []).append(tokens)
+    return MappingProxyType(
+        {k: tuple(sorted(v, key=len, reverse=True)) for k, v in by_first.items()}
+    )
+
+
+def _spans(window: Sequence[str], phrases: _Phrases) -> list[tuple[int, int]]:
+    """(start, end) of every cue phrase occurring in window."""
+    out: list[tuple[int, int]] = []
+    for k, tok in enumerate(window):
+        for phrase in phrases.get(tok, ()):
+            if tuple(window[k : k + len(phrase)]) == phrase:
+                out.append((k, k + len(phrase)))
+                break
+    return out
+
+
+def _outside(spans: list[tuple[int, int]], cover: list[tuple[int, int]]) -> bool:
+    """True when some span is not inside a covering (pseudo-negation) span."""
+    return any(not any(a <= s and e <= b for a, b in cover) for s, e in spans)
+
+
+@dataclass(frozen=True)
+class Cues:
+    """The one polarity engine: is a mention at tokens[i:j] affirmed, negated or equivocal?
+
+    NegEx-style: a negation cue shortly before ("no", "negative for", "without" …) or after
+    ("not detected", "absent", "negative" …) the mention, or an equivocal cue on either side
+    ("suspicious for", "indeterminate", "no call" …), within the same clause. The scope ends
+    at a clause break ("|"), at a scope-ending word ("but", "however" …) and at any token the
+    caller's `stop` says ends it (another marker in a marker list, another mutation).
+    Pseudo-negations ("no change in") do not negate. Cue lists and window sizes are data: the
+    concepts of the `polarity` value set (rules/valuesets/polarity.yaml).
+    """
+
+    before: _Phrases
+    after: _Phrases
+    equivocal: _Phrases
+    pseudo: _Phrases
+    scope_end: frozenset[str]
+    window_before: int = 5
+    window_after: int = 4
+
+    @staticmethod
+    def from_concepts(concepts: Mapping[str, Concept]) -> Cues:
+        def phrases(role: str) -> tuple[str, ...]:
+            c = concepts.get(CUE_CONCEPTS[role])
+            return (*c.text, *c.text_exact) if c is not None else ()
+
+        def window(role: str, default: int) -> int:
+            c = concepts.get(CUE_CONCEPTS[role])
+            raw = c.attributes.get("window") if c is not None else None
+            return int(raw) if isinstance(raw, str) and raw.isdigit() else default
+
+        return Cues(
+            before=_index(phrases("before")),
+            after=_index(phrases("after")),
+            equivocal=_index(phrases("equivocal")),
+            pseudo=_index(phrases("pseudo")),
+            scope_end=frozenset(t for p in phrases("scope_end") for t in p.split()),
+            window_before=window("before", 5),
+            window_after=window("after", 4),
+        )
+
+    def polarity(
+        self,
+        tokens: Sequence[str],
+        i: int,
+        j: int,
+        stop: Callable[[str], bool] | None = None,
+    ) -> Polarity:
+        """Polarity of the mention tokens[i:j] (tokens as `normalise_text` splits them)."""
+        left: list[str] = []
+        for k in range(i - 1, max(-1, i - 1 - self.window_before), -1):
+            tok = tokens[k]
+            if tok == "|" or tok in self.scope_end or (stop is not None and stop(tok)):
+                break
+            left.insert(0, tok)
+        right: list[str] = []
+        for k in range(j, min(len(tokens), j + self.window_after)):
+            tok = tokens[k]
+            if tok == "|" or tok in self.scope_end or (stop is not None and stop(tok)):
+                break
+            right.append(tok)
+        return self.classify(left, right)
+
+    def classify(self, left: Sequence[str], right: Sequence[str]) -> Polarity:
+        """Polarity given the scope windows before and after a mention (for readers that
+        cut their own windows, such as a marker list)."""
+        if _spans(left, self.equivocal) or _spans(right, self.equivocal):
+            return "equivocal"
+        left_neg = _spans(left, self.before)
+        right_neg = _spans(right, self.after)
+        if left_neg and _outside(left_neg, _spans(left, self.pseudo)):
+            return "negated"
+        if right_neg and _outside(right_neg, _spans(right, self.pseudo)):
+            return "negated"
+        return "affirmed"
+
+    def of_text(self, norm: str) -> Polarity:
+        """Polarity of a whole (normalised) text as one statement: equivocal or negated when
+        it carries such a cue anywhere, else affirmed (for short result values)."""
+        tokens = [t for t in norm.split() if t != "|"]
+        if _spans(tokens, self.equivocal):
+            return "equivocal"
+        neg = _spans(tokens, self.before) + _spans(tokens, self.after)
+        if neg and _outside(neg, _spans(tokens, self.pseudo)):
+            return "negated"
+        return "affirmed"
 
 
 # ---------------------------------------------------------------------------------------

@@ -432,3 +432,31 @@ def test_sandbox_shaped_order_select_is_answered(client: TestClient) -> None:
     draft["medicationCodeableConcept"] = {"text": "Sprycel 100 mg tablet"}
     r = client.post(SELECT, json=body)
     assert [c for c in r.json()["cards"] if c["indicator"] == "critical"]
+
+
+def test_an_unrecognised_order_code_is_logged_never_silent(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "draft-x",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/pt-1"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "9999999"}]
+        },
+    }
+    body = hook_request(
+        "order-select",
+        prefetch=prefetch_for(t315i_record(), templates(client, "phall-order-select")),
+        orders=[order],
+    )
+    with caplog.at_level("WARNING", logger="cds_service"):
+        r = client.post(SELECT, json=body)
+    assert r.status_code == 200
+    assert any(
+        rec.getMessage()
+        == "unrecognised order code http://www.nlm.nih.gov/research/umls/rxnorm|9999999"
+        for rec in caplog.records
+    )

@@ -18,7 +18,7 @@ from cds_service.citations import (
     verified_links,
 )
 from cds_service.ruleset.loader import load_ruleset
-from cds_service.ruleset.yaml_source import parse_yaml
+from cds_service.yaml_source import parse_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 S0_PRINTED_DOI = "10.1038/s41598-025-34513-2"

@@ -11,11 +11,12 @@ import pytest
 from cds_service.citations import Registry, parse_registry
 from cds_service.evaluate import evaluate, evaluate_rule
 from cds_service.facts.model import Fact, Facts, OrderedItem, PartialDate, Provenance
+from cds_service.facts.parameters import default_parameters
 from cds_service.ruleset.conditions import Condition, parse_condition
 from cds_service.ruleset.loader import RuleSet
 from cds_service.ruleset.schema import CardSpec, Rule, UnknownBranch
-from cds_service.ruleset.yaml_source import parse_yaml
 from cds_service.terminology import default_terminology
+from cds_service.yaml_source import parse_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = dt.date(2025, 6, 1)
@@ -70,7 +71,9 @@ def rule(
 
 
 def ruleset(*rules: Rule) -> RuleSet:
-    return RuleSet(tuple(rules), registry(), REPO / "rules", default_terminology())
+    return RuleSet(
+        tuple(rules), registry(), REPO / "rules", default_terminology(), default_parameters()
+    )
 
 
 def d(text: str) -> PartialDate:

@@ -56,8 +56,10 @@ def condition(
     body: list[Res] | None = None,
     stage: Res | None = None,
     pid: str = PID,
+    extra: Res | None = None,
 ) -> Res:
     r: Res = {"resourceType": "Condition", "id": id, "code": code, "subject": subject(pid)}
+    r.update(extra or {})
     if onset:
         r["onsetDateTime"] = onset
     if ver:

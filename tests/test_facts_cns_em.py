@@ -85,15 +85,16 @@ def test_cns_unknown(res: dict[str, object]) -> None:
     assert value(facts_of(res), "cns.involvement") == "unknown"
 
 
-def test_cns_yes_with_later_negative_keeps_history() -> None:
+def test_cns_positive_then_later_negative_is_cleared_not_active() -> None:
     f = facts_of(
         observation("a", CSF_BLASTS, "2023-01-01", valueQuantity=qty(20)),
         observation("b", CSF_BLASTS, "2023-03-01", valueQuantity=qty(0)),
     )
     fact = f.get("cns.involvement")
-    assert fact.value == "yes"
-    assert str(fact.date) == "2023-01-01"
-    assert fact.detail == "later negative result 2023-03-01"
+    assert fact.value == "cleared"
+    assert str(fact.date) == "2023-01-01" and str(fact.end) == "2023-03-01"
+    assert fact.detail == "involvement 2023-01-01; cleared 2023-03-01"
+    assert "cns" not in value(f, "extramedullary.sites")
 
 
 @pytest.mark.parametrize(

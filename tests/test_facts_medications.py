@@ -33,7 +33,7 @@ DASA = med(None, (RX, "475342", "dasatinib"))
         (med_request("r", DASA, "completed"), "past"),
         (med_request("r", DASA, "stopped"), "past"),
         (med_request("r", DASA, "unknown"), "past"),
-        (med_statement("s", DASA, "active", "2023-01-01"), "current"),
+        (med_statement("s", DASA, "active", "2024-01-01"), "current"),
         (med_statement("s", DASA, "completed", "2022", "2023"), "past"),
         (med_statement("s", DASA, "active", "2022-01-01", "2023-01-01"), "past"),
         (med_admin("a", DASA, "completed", "2024-05-20"), "current"),
@@ -183,13 +183,13 @@ def test_tki_current_any_switch() -> None:
     f = facts_of(
         med_statement("a", med("imatinib"), "completed", "2019-01", "2020-01"),
         med_statement("b", DASA, "stopped", "2020-02", "2021-05"),
-        med_request("c", med("Iclusig"), "active", "2021-06-01"),
+        med_request("c", med("Iclusig"), "active", "2024-02-01"),
     )
     assert value(f, "tki.current") == frozenset({"ponatinib"})
     assert value(f, "tki.any") == frozenset({"imatinib", "dasatinib", "ponatinib"})
     switch = f.get("tki.switch")
     assert switch.value == "yes"
-    assert str(switch.date) == "2021-06-01"
+    assert str(switch.date) == "2024-02-01"
     assert switch.detail == "imatinib → dasatinib → ponatinib"
 
 

@@ -200,7 +200,7 @@ def test_draft_orders_fixture() -> None:
 
 
 def test_product_code_path_through_the_curated_map(tmp_path: Path) -> None:
-    """The map is empty in the shipped value sets (no verified SCD/SBD); the mechanism works."""
+    """A deployment may add its own product codes to drugs.yaml: the mechanism works."""
     import shutil
 
     from cds_service.terminology import default_valueset_dir, load_valuesets
@@ -223,3 +223,38 @@ def test_product_code_path_through_the_curated_map(tmp_path: Path) -> None:
     f = extract_facts(build_record([bundle()], PID), orders=[order], terminology=term)
     assert f.orders[0].ingredient == "dasatinib"
     assert [p.via for p in f.orders[0].provenance] == ["product-code"]
+
+
+@pytest.mark.parametrize(
+    ("code", "ingredient"),
+    [
+        ("799047", "dasatinib"),  # SCD dasatinib 100 MG Oral Tablet
+        ("799830", "dasatinib"),  # SBD ... [Sprycel]
+        ("404589", "imatinib"),  # SBD imatinib 400 MG Oral Tablet [Gleevec]
+        ("576514", "imatinib"),  # SBDC imatinib 400 MG [Gleevec] (the sandbox picks these)
+        ("1002300", "nilotinib"),
+        ("1307630", "bosutinib"),
+        ("1364362", "ponatinib"),
+        ("2473042", "ponatinib"),  # product-level RxCUI of the Iclusig NDC record
+        ("1597262", "blinatumomab"),
+    ],
+)
+def test_shipped_product_codes_resolve_with_no_text(code: str, ingredient: str) -> None:
+    order = draft("a", medicationCodeableConcept={"coding": [{"system": RX, "code": code}]})
+    f = facts_of(orders=(order,))
+    assert f.orders[0].ingredient == ingredient
+    assert [p.via for p in f.orders[0].provenance] == ["product-code"]
+    assert f.unrecognised_codes == ()
+
+
+def test_an_order_code_that_resolves_to_nothing_is_recorded_never_silent() -> None:
+    order = draft(
+        "a",
+        medicationCodeableConcept={
+            "coding": [{"system": RX, "code": "9999999"}, {"system": "http://example.org/local", "code": "TKI-9"}]
+        },
+    )
+    f = facts_of(orders=(order,))
+    assert f.orders[0].ingredient is None
+    assert f.unrecognised_codes == (f"{RX}|9999999", "http://example.org/local|TKI-9")
+    assert f"MedicationRequest/a: unrecognised order code {RX}|9999999" in f.issues

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.facts.catalogue import FACT_CATALOGUE
 from cds_service.facts.extract import extract_facts
-from cds_service.facts.model import FACT_CATALOGUE, Facts
+from cds_service.facts.model import Facts
 from cds_service.facts.report import format_facts
 from cds_service.fhir_input import build_record
 
@@ -43,7 +44,7 @@ def test_pretty_lines_carry_value_date_and_provenance() -> None:
     lines = pretty.splitlines()
     t315i = next(i for i, line in enumerate(lines) if line.strip().startswith("abl1.t315i"))
     assert "yes" in lines[t315i] and "(2017-02-15)" in lines[t315i]
-    assert lines[t315i + 1].strip().startswith("← Observation/t315i  [component]")
+    assert lines[t315i + 1].strip().startswith("← Observation/t315i  [hgvs]")
     das = next(line for line in lines if line.strip().startswith("exposure.dasatinib"))
     assert "past" in das and "2015-08-05 → 2017-02-20" in das and "T315I / resistance" in das
     unknown_block = pretty.split("Unknown (", 1)[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.facts.variants import mutations_in_text, protein_changes
+from cds_service.terminology import default_terminology
 from tests.test_facts_builders import HGNC, LOINC, SCT, cc, facts_of, observation, value, variant
 
 ANALYSIS = cc(None, (LOINC, "55135-8", "ABL1 gene mutations found"))
@@ -145,5 +146,13 @@ def test_protein_changes(text: str, expected: list[str]) -> None:
 
 
 def test_mutations_in_text_clauses() -> None:
-    assert mutations_in_text("Negative for T315I, E255K detected") == (["E255K"], ["T315I"], False)
-    assert mutations_in_text("No ABL1 kinase domain mutation detected") == ([], [], True)
+    t = default_terminology()
+    assert mutations_in_text(t, "Negative for T315I, E255K detected") == (
+        ["E255K"],
+        ["T315I"],
+        False,
+        False,
+    )
+    assert mutations_in_text(t, "No ABL1 kinase domain mutation detected") == ([], [], True, False)
+    assert mutations_in_text(t, "No T315I. E255K detected.") == (["E255K"], ["T315I"], False, False)
+    assert mutations_in_text(t, "T315I: no call") == ([], [], False, True)

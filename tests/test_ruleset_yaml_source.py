@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cds_service.ruleset.yaml_source import format_path, parse_yaml
+from cds_service.yaml_source import format_path, parse_yaml
 
 
 def test_lines_are_recorded_per_key_path() -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.facts.extract import extract_facts
-from cds_service.facts.labs import unread_observation
+from cds_service.facts.extract import extract_facts, unread_observation
 from cds_service.facts.report import fact_json
 from cds_service.fhir_input import build_record
 from cds_service.terminology import default_terminology

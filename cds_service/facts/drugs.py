@@ -1,9 +1,10 @@
 """Resolve what a medication record or order names to canonical ingredients, saying how.
 
 Paths, in order of trust: RxNorm ingredient code ("code"), RxNorm product code from the
-curated map ("product-code"), ATC ("atc"), then the generic or brand name in the text or a
-coding display ("text"). A `medicationReference` is followed to a contained Medication ("#id")
-or a Medication in the record ("reference"), whose code and `ingredient[].itemCodeableConcept`
+curated map in drugs.yaml ("product-code": SCD, SBD, their components and dose-form groups),
+ATC ("atc"), then the generic or brand name in the text or a coding display ("text"). A
+`medicationReference` is followed to a contained Medication ("#id") or a Medication in the
+record ("reference"), whose code and `ingredient[].itemCodeableConcept`
 ("ingredient") are read the same way. When codes name an ingredient, text naming another one is
 not used (and the disagreement is noted in issues).
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.facts.evidence import Context, Matches, cc_text, match_cc, ref_of
+from cds_service.facts.evidence import Context
+from cds_service.facts.matching import Matches, match_cc
 from cds_service.facts.model import INGREDIENTS, Provenance
+from cds_service.facts.reading import cc_text, ref_of
 from cds_service.fhir_input import as_list
 
 _INGREDIENT_SET = frozenset(INGREDIENTS)
@@ -128,6 +131,20 @@ def resolve_concept(ctx: Context, where: str, *ccs: Any) -> list[IngredientHit]:
             texted.setdefault(k, v)
     chosen = _prefer_codes(ctx, coded, texted, where)
     return [IngredientHit(k, v) for k, v in sorted(chosen.items())]
+
+
+def medication_codes(ctx: Context, resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The codings naming the medication of a record or order (its own, or its Medication's)."""
+    out: list[dict[str, Any]] = []
+    mcc = resource.get("medicationCodeableConcept")
+    if isinstance(mcc, dict):
+        out.extend(c for c in as_list(mcc.get("coding")) if isinstance(c, dict))
+    med_ref = resource.get("medicationReference")
+    if isinstance(med_ref, dict) and isinstance(med_ref.get("reference"), str):
+        med, _ = _medication_resource(ctx, resource, med_ref["reference"])
+        if med is not None and isinstance(med.get("code"), dict):
+            out.extend(c for c in as_list(med["code"].get("coding")) if isinstance(c, dict))
+    return out
 
 
 def medication_text(ctx: Context, resource: dict[str, Any]) -> str:

@@ -1,39 +1,127 @@
-"""Evidence items and the small readers every extractor shares.
+"""Evidence: what one resource proves about one fact, under a declared key, with its date.
 
-An extractor turns one resource into zero or more `Evidence` items (what it proves, the value,
-the date, the provenance); `combine` reduces the items to facts. The readers here know the FHIR
-shapes once: references, CodeableConcept matching (code first, then text), status rules of
-evidence, dates, and the polarity (positive / negative / dim) of a result value.
+A reader turns one resource into zero or more `Evidence` items; the catalogue's reducers turn
+the items into facts. Evidence keys are the closed enum `Ev` (mypy refuses an undeclared key),
+each with the values it may carry; `Context.add` refuses anything else at run time, and
+`facts.extract` checks at import that every key a reader declares it emits is reduced by some
+fact, and every key a fact reduces has a reader. The date helpers read FHIR date shapes once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from cds_service.facts.model import PartialDate, Provenance
-from cds_service.fhir_input import Record, as_list
-from cds_service.terminology import Code, Terminology
+from cds_service.facts.parameters import FactParameters
+from cds_service.fhir_input import Record
+from cds_service.terminology import Terminology
 
 _MIN_DATE = dt.date.min
-_TEXT_LIMIT = 80
+
+
+class Ev(StrEnum):
+    """The evidence keys readers emit. Values each may take: `EVIDENCE_VALUES`."""
+
+    B_ALL = "diagnosis.b_all"
+    CML = "diagnosis.cml"
+    CML_LYMPHOID_BLAST = "diagnosis.cml_lymphoid_blast"
+    RELAPSE = "relapse"
+    PH = "ph"
+    TRANSCRIPT = "bcr_abl1.transcript"
+    BCR_ABL1_RATIO = "bcr_abl1.ratio"
+    ABL1_RESULT = "abl1.result"
+    """One kinase-domain mutation result: "mutations" (reports what it detected: others are
+    not among them), "none" (no mutation detected), "absent_only" (names only variants it
+    found absent: says nothing of others), "uninterpretable" (a result we cannot read)."""
+    ABL1_DETECTED = "abl1.detected"
+    """One mutation a result reports as detected (item = one-letter form, e.g. T315I)."""
+    ABL1_ABSENT = "abl1.absent"
+    """One mutation a result states as not detected (item = one-letter form)."""
+    CNS = "cns"
+    EXTRAMEDULLARY = "extramedullary"
+    """Extramedullary involvement outside the CNS (item = site: testis, skin, other)."""
+    CD19 = "cd19"
+    """CD19 on the leukemic population (item = population: "blasts" or "unstated")."""
+    MRD = "mrd"
+    BLINATUMOMAB_RESPONSE = "blinatumomab.response"
+    HSCT_ALLOGENEIC = "hsct.allogeneic"
+    HSCT_HAPLOIDENTICAL = "hsct.haploidentical"
+    HSCT_TREG_TCON = "hsct.treg_tcon"
+    DLI = "dli"
+    ARTERIAL_RISK = "arterial_risk"
+    """An arterial risk factor other than smoking (item = the factor)."""
+    SMOKING = "smoking"
+    """Smoking status at a date (a smoking-status Observation or a smoking Condition)."""
+    EXPOSURE = "exposure"
+    """One medication / cellular-therapy record (item = canonical ingredient)."""
+    STOP_REASON = "stop_reason"
+    """Why a drug was stopped, from the record's statusReason (item = ingredient)."""
+    PLANNED = "planned"
+    """A therapy planned but not yet given: a proposal / plan / draft / future-dated
+    MedicationRequest, or an active ServiceRequest (item = ingredient)."""
+
+
+_STATUS = frozenset({"yes", "no", "resolved"})
+EVIDENCE_VALUES: Mapping[Ev, frozenset[str]] = MappingProxyType(
+    {
+        Ev.B_ALL: frozenset({"yes"}),
+        Ev.CML: frozenset({"yes"}),
+        Ev.CML_LYMPHOID_BLAST: frozenset({"yes"}),
+        Ev.RELAPSE: frozenset({"yes"}),
+        Ev.PH: frozenset({"positive", "negative"}),
+        Ev.TRANSCRIPT: frozenset({"p190", "p210", "other"}),
+        Ev.BCR_ABL1_RATIO: frozenset({"ratio"}),
+        Ev.ABL1_RESULT: frozenset({"mutations", "none", "absent_only", "uninterpretable"}),
+        Ev.ABL1_DETECTED: frozenset({"detected"}),
+        Ev.ABL1_ABSENT: frozenset({"absent"}),
+        Ev.CNS: _STATUS,
+        Ev.EXTRAMEDULLARY: _STATUS,
+        Ev.CD19: frozenset({"positive", "negative", "dim"}),
+        Ev.MRD: frozenset({"positive", "negative"}),
+        Ev.BLINATUMOMAB_RESPONSE: frozenset({"response", "no_response"}),
+        Ev.HSCT_ALLOGENEIC: frozenset({"yes"}),
+        Ev.HSCT_HAPLOIDENTICAL: frozenset({"yes"}),
+        Ev.HSCT_TREG_TCON: frozenset({"yes"}),
+        Ev.DLI: frozenset({"yes"}),
+        Ev.ARTERIAL_RISK: frozenset({"yes"}),
+        Ev.SMOKING: frozenset({"current", "former", "never"}),
+        Ev.EXPOSURE: frozenset({"current", "past"}),
+        Ev.STOP_REASON: frozenset({"resistance", "intolerance"}),
+        Ev.PLANNED: frozenset({"planned"}),
+    }
+)
+"""Status keys (CNS, extramedullary) take yes / no, or "resolved": involvement that the record
+itself calls resolved (a Condition inactive / resolved / in remission), dated at its onset with
+its end at the abatement when known."""
+
+
+class UndeclaredEvidence(AssertionError):
+    """A reader emitted a key or value that is not declared: a programming error, never data."""
 
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """One resource's contribution to one fact."""
 
-    key: str
-    """The fact (catalogue name) or internal key it is evidence for, e.g. "ph", "cns"."""
+    key: Ev
     value: str
     date: PartialDate | None
     provenance: tuple[Provenance, ...]
     detail: str | None = None
     end: PartialDate | None = None
     number: float | None = None
+    item: str | None = None
+    """What the key is about where it has a subject: ingredient, site, mutation, population."""
+    asserted: PartialDate | None = None
+    """For exposure records: the latest date the record says it was asserted or authored."""
+    origin: str = ""
+    """Reference of the resource this came from ("MedicationStatement/ms-1")."""
 
     def sort_key(self) -> tuple[dt.date, dt.date, str, str, str]:
         d = self.date
@@ -54,14 +142,21 @@ class Context:
     term: Terminology
     record: Record
     as_of: dt.date | None
+    parameters: FactParameters
     evidence: list[Evidence] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
     blinatumomab_refs: set[str] = field(default_factory=set)
     """References of blinatumomab exposure records (for linked response Observations)."""
+    lumbar_punctures: set[str] = field(default_factory=set)
+    """References of lumbar-puncture Procedures (their Observations are CNS assessments)."""
+    first_diagnosis: PartialDate | None = None
+    """Earliest onset of a leukemia diagnosis in the record (relapse dating: never this)."""
+    unrecognised_codes: list[str] = field(default_factory=list)
+    """"SYSTEM|CODE" of order codes that resolved to nothing."""
 
     def add(
         self,
-        key: str,
+        key: Ev,
         value: str,
         date: PartialDate | None,
         provenance: Provenance | tuple[Provenance, ...],
@@ -69,213 +164,17 @@ class Context:
         detail: str | None = None,
         end: PartialDate | None = None,
         number: float | None = None,
+        item: str | None = None,
+        asserted: PartialDate | None = None,
     ) -> None:
+        allowed = EVIDENCE_VALUES.get(key)
+        if allowed is None or value not in allowed:
+            raise UndeclaredEvidence(f"evidence {key!s}={value!r} is not declared")
         prov = (provenance,) if isinstance(provenance, Provenance) else provenance
-        self.evidence.append(Evidence(key, value, date, prov, detail, end, number))
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """How a concept was matched in a CodeableConcept."""
-
-    via: str
-    """"code" (or the code's type: "product-code", "atc") or "text"."""
-    matched: str
-    code: Code | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Matches:
-    """Concepts matched in one CodeableConcept (or text), and those only mentioned negated."""
-
-    hits: dict[str, Hit]
-    negated: frozenset[str]
-
-    def __contains__(self, concept: object) -> bool:
-        return concept in self.hits
-
-    def any(self, *concepts: str) -> bool:
-        return not self.hits.keys().isdisjoint(concepts)
-
-    def first(self, *concepts: str) -> tuple[str, Hit] | None:
-        for c in concepts:
-            hit = self.hits.get(c)
-            if hit is not None:
-                return c, hit
-        return None
-
-
-EMPTY = Matches({}, frozenset())
-
-
-def ref_of(resource: dict[str, Any], parent: str | None = None) -> str:
-    """ "Type/id" of a resource; "Parent#id" for a contained one."""
-    rtype = resource.get("resourceType") or "Resource"
-    rid = resource.get("id")
-    if parent is not None:
-        return f"{parent}#{rid}" if isinstance(rid, str) else f"{parent}#{rtype}"
-    return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype}/(no id)"
-
-
-def texts_of(cc: Any) -> Iterator[str]:
-    """The text and coding displays of a CodeableConcept (or a bare string)."""
-    if isinstance(cc, str):
-        yield cc
-        return
-    if not isinstance(cc, dict):
-        return
-    text = cc.get("text")
-    if isinstance(text, str) and text.strip():
-        yield text
-    for coding in as_list(cc.get("coding")):
-        if isinstance(coding, dict):
-            display = coding.get("display")
-            if isinstance(display, str) and display.strip():
-                yield display
-
-
-def short(text: str | None) -> str | None:
-    if text is None:
-        return None
-    t = " ".join(text.split())
-    return t if len(t) <= _TEXT_LIMIT else t[: _TEXT_LIMIT - 1] + "…"
-
-
-def cc_text(cc: Any) -> str | None:
-    """The best display text of a CodeableConcept."""
-    for t in texts_of(cc):
-        return short(t)
-    if isinstance(cc, dict):
-        for coding in as_list(cc.get("coding")):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                return str(coding["code"])
-    return None
-
-
-def _code_via(code: Code) -> str:
-    if code.type in ("SCD", "SBD", "GPCK", "BPCK"):
-        return "product-code"
-    if code.system == "http://www.whocc.no/atc":
-        return "atc"
-    return "code"
-
-
-_CC_CACHE_MAX = 20000
-
-
-def _cc_key(cc: Any) -> Any:
-    if not isinstance(cc, dict):
-        return None
-    codings = cc.get("coding")
-    items: tuple[Any, ...] = ()
-    if isinstance(codings, list):
-        items = tuple(
-            (c.get("system"), c.get("code"), c.get("display")) if isinstance(c, dict) else None
-            for c in codings
+        origin = prov[0].resource.split("#", 1)[0] if prov else ""
+        self.evidence.append(
+            Evidence(key, value, date, prov, detail, end, number, item, asserted, origin)
         )
-    text = cc.get("text")
-    return (items, text if isinstance(text, str) else None)
-
-
-def match_cc(term: Terminology, *ccs: Any) -> Matches:
-    """Concepts matched by the codes of ccs, then by their texts (code wins per concept).
-
-    Memoised per terminology on the codings and text (clinical records repeat the same codes).
-    """
-    try:
-        key = tuple(_cc_key(cc) for cc in ccs)
-        cached = term.memo.get(key)
-    except TypeError:  # an unhashable value inside a coding: match without the cache
-        return _match_cc(term, ccs)
-    if isinstance(cached, Matches):
-        return cached
-    result = _match_cc(term, ccs)
-    if len(term.memo) >= _CC_CACHE_MAX:
-        term.memo.clear()
-    term.memo[key] = result
-    return result
-
-
-def _match_cc(term: Terminology, ccs: tuple[Any, ...]) -> Matches:
-    hits: dict[str, Hit] = {}
-    negated: set[str] = set()
-    for cc in ccs:
-        if not isinstance(cc, dict):
-            continue
-        for coding in as_list(cc.get("coding")):
-            if not isinstance(coding, dict):
-                continue
-            for m in term.match_code(coding.get("system"), coding.get("code")):
-                hits.setdefault(m.concept, Hit(_code_via(m.code), m.sent, m.code))
-    for cc in ccs:
-        for text in texts_of(cc):
-            _add_text(term, text, hits, negated)
-    return Matches(hits, frozenset(negated - set(hits)))
-
-
-def match_texts(term: Terminology, texts: Iterable[str]) -> Matches:
-    """Concepts matched in free texts (no codes); memoised like match_cc."""
-    key = ("texts", tuple(texts))
-    cached = term.memo.get(key)
-    if isinstance(cached, Matches):
-        return cached
-    result = _match_texts(term, key[1])
-    if len(term.memo) >= _CC_CACHE_MAX:
-        term.memo.clear()
-    term.memo[key] = result
-    return result
-
-
-def _match_texts(term: Terminology, texts: tuple[str, ...]) -> Matches:
-    hits: dict[str, Hit] = {}
-    negated: set[str] = set()
-    for text in texts:
-        _add_text(term, text, hits, negated)
-    return Matches(hits, frozenset(negated - set(hits)))
-
-
-def _add_text(term: Terminology, text: str, hits: dict[str, Hit], negated: set[str]) -> None:
-    for tm in term.match_text(text):
-        if tm.negated:
-            negated.add(tm.concept)
-        else:
-            hits.setdefault(tm.concept, Hit("text", f'text "{tm.synonym}"'))
-
-
-# -- rules of evidence ----------------------------------------------------------------------
-
-_BAD_VERIFICATION = frozenset({"refuted", "entered-in-error"})
-_BAD_OBSERVATION = frozenset({"entered-in-error", "cancelled"})
-
-
-def condition_is_evidence(c: dict[str, Any]) -> bool:
-    """Refuted or entered-in-error Conditions are not evidence."""
-    vs = c.get("verificationStatus")
-    if isinstance(vs, dict):
-        for coding in as_list(vs.get("coding")):
-            if isinstance(coding, dict) and coding.get("code") in _BAD_VERIFICATION:
-                return False
-        text = vs.get("text")
-        if isinstance(text, str) and text.strip().lower() in _BAD_VERIFICATION:
-            return False
-    return True
-
-
-def observation_is_evidence(o: dict[str, Any]) -> bool:
-    """Entered-in-error or cancelled Observations are not evidence."""
-    return o.get("status") not in _BAD_OBSERVATION
-
-
-def clinical_status(c: dict[str, Any]) -> str | None:
-    cs = c.get("clinicalStatus")
-    if isinstance(cs, dict):
-        for coding in as_list(cs.get("coding")):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                return str(coding["code"])
-        text = cs.get("text")
-        if isinstance(text, str):
-            return text.strip().lower()
-    return None
 
 
 # -- dates ------------------------------------------------------------------------------------
@@ -315,7 +214,8 @@ def observation_date(ctx: Context, o: dict[str, Any], ref: str) -> PartialDate |
     )
 
 
-def condition_date(ctx: Context, c: dict[str, Any], ref: str) -> PartialDate | None:
+def condition_onset(ctx: Context, c: dict[str, Any], ref: str) -> PartialDate | None:
+    """When the condition began (onset), else when it was recorded."""
     return first_date(
         ctx, c, ref, "onsetDateTime", "onsetPeriod.start", "onsetString", "recordedDate"
     )
@@ -325,79 +225,7 @@ def procedure_date(ctx: Context, p: dict[str, Any], ref: str) -> PartialDate | N
     return first_date(ctx, p, ref, "performedDateTime", "performedPeriod.start", "performedString")
 
 
-# -- values -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Polarity:
-    """Reading of a result value: "positive", "negative", "dim", or None (not readable)."""
-
-    value: str | None
-    matched: str
-    number: float | None = None
-    comparator: str | None = None
-    unit: str | None = None
-
-
-def value_texts(holder: dict[str, Any]) -> list[str]:
-    """Texts of value[x] (CodeableConcept text/displays, string)."""
-    out: list[str] = list(texts_of(holder.get("valueCodeableConcept")))
-    vs = holder.get("valueString")
-    if isinstance(vs, str) and vs.strip():
-        out.append(vs)
-    return out
-
-
-def polarity(term: Terminology, holder: dict[str, Any]) -> Polarity:
-    """Polarity of an Observation's (or component's) value, then of its interpretation."""
-    vcc = holder.get("valueCodeableConcept")
-    if isinstance(vcc, dict):
-        m = match_cc(term, vcc)
-        pol = _polarity_from(m)
-        if pol is not None:
-            return pol
-    vs = holder.get("valueString")
-    if isinstance(vs, str):
-        pol = _polarity_from(match_texts(term, [vs]))
-        if pol is not None:
-            return pol
-    vb = holder.get("valueBoolean")
-    if isinstance(vb, bool):
-        return Polarity("positive" if vb else "negative", f"valueBoolean {str(vb).lower()}")
-    vq = holder.get("valueQuantity")
-    if isinstance(vq, dict):
-        number = vq.get("value")
-        if isinstance(number, int | float) and not isinstance(number, bool):
-            comparator = vq.get("comparator") if isinstance(vq.get("comparator"), str) else None
-            unit = vq.get("unit") or vq.get("code")
-            unit_s = unit if isinstance(unit, str) else None
-            num = float(number)
-            shown = f"{comparator or ''}{number}{' ' + unit_s if unit_s else ''}"
-            if comparator in ("<", "<="):
-                return Polarity("negative", f"value {shown}", num, comparator, unit_s)
-            return Polarity(
-                "positive" if num > 0 else "negative", f"value {shown}", num, comparator, unit_s
-            )
-    for interp in as_list(holder.get("interpretation")):
-        pol = _polarity_from(match_cc(term, interp))
-        if pol is not None:
-            return Polarity(pol.value, f"interpretation {pol.matched}")
-    return Polarity(None, "")
-
-
-def _polarity_from(m: Matches) -> Polarity | None:
-    neg = m.hits.get("result_negative")
-    pos = m.hits.get("result_positive")
-    dim = m.hits.get("result_dim")
-    negated_pos = "result_positive" in m.negated
-    if neg is not None and pos is not None:
-        return None  # "E255K detected, T315I not detected": not one polarity
-    if neg is not None:
-        return Polarity("negative", neg.matched)
-    if negated_pos:
-        return Polarity("negative", "negated positive wording")
-    if dim is not None:
-        return Polarity("dim", dim.matched)
-    if pos is not None:
-        return Polarity("positive", pos.matched)
-    return None
+def latest(*dates: PartialDate | None) -> PartialDate | None:
+    """The latest of the dates given (by start, then end); None when none is given."""
+    present = [d for d in dates if d is not None]
+    return max(present, key=lambda d: (d.start, d.end)) if present else None

@@ -6,7 +6,9 @@ Medication). A ServiceRequest (cellular therapy) resolves through its code's cod
 A CAR-T order (either type) naming no product is noted in issues and resolved to the
 catch-all ingredient "cd19_cart_unnamed": in B-ALL it is CD19-directed, so CD19 safety checks
 still apply. An order naming several ingredients yields one OrderedItem per ingredient; an
-order naming none yields one OrderedItem with ingredient None.
+order naming none yields one OrderedItem with ingredient None, and each of its codes is
+recorded as "unrecognised order code SYSTEM|CODE" (issues, and the service's log line): never
+a silent miss.
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cds_service.facts.drugs import medication_text, resolve_concept, resolve_medication
-from cds_service.facts.evidence import Context, cc_text, match_cc, ref_of
+from cds_service.facts import concepts as C
+from cds_service.facts.drugs import (
+    medication_codes,
+    medication_text,
+    resolve_concept,
+    resolve_medication,
+)
+from cds_service.facts.evidence import Context
+from cds_service.facts.matching import match_cc
 from cds_service.facts.model import OrderedItem, Provenance
-from cds_service.fhir_input import normalise_resource
+from cds_service.facts.reading import cc_text, ref_of
+from cds_service.fhir_input import as_list, normalise_resource
 
 
 def resolve_orders(ctx: Context, orders: Sequence[Any]) -> tuple[OrderedItem, ...]:
@@ -48,12 +58,30 @@ def _resolve_one(ctx: Context, order: dict[str, Any]) -> list[OrderedItem]:
     else:
         ctx.issues.append(f"{ref}: {rtype} is not an order type read here, ignored")
         return items
-    if not hits and isinstance(concept, dict) and "car_t" in match_cc(ctx.term, concept):
+    if not hits and isinstance(concept, dict) and C.CAR_T in match_cc(ctx.term, concept):
         ctx.issues.append(f"{ref}: CAR-T order without a named product")
         matched = Provenance(ref, f"text: {text}", "text")
         return [OrderedItem(ref, "cd19_cart_unnamed", text, (matched,))]
     if not hits:
-        ctx.issues.append(f"{ref}: no tracked ingredient matched")
+        codes = (
+            medication_codes(ctx, order)
+            if rtype != "ServiceRequest"
+            else [c for c in as_list(concept.get("coding")) if isinstance(c, dict)]
+            if isinstance(concept, dict)
+            else []
+        )
+        shown = [
+            f"{c.get('system') or '(no system)'}|{c.get('code')}"
+            for c in codes
+            if isinstance(c.get("code"), str)
+        ]
+        for code in shown:
+            ctx.issues.append(f"{ref}: unrecognised order code {code}")
+        ctx.unrecognised_codes.extend(shown)
+        if not shown:
+            ctx.issues.append(
+                f"{ref}: no tracked ingredient matched (no code; text not recognised)"
+            )
         items.append(OrderedItem(ref, None, text))
         return items
     for hit in hits:

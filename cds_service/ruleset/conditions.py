@@ -25,8 +25,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..facts.model import FACT_CATALOGUE, FactSpec
-from .yaml_source import KeyPath
+from ..facts.catalogue import FACT_CATALOGUE
+from ..facts.model import FactSpec
+from ..yaml_source import KeyPath
 
 VALUE_OPS = ("equals", "in", "contains", "gt", "lt")
 PRESENCE_OPS = ("exists", "unknown")

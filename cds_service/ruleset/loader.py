@@ -10,22 +10,27 @@ not here: an installed service ships without them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from ..citations import Registry, parse_registry
 from ..errors import RuleSetError
-from ..facts.model import FACT_CATALOGUE, INGREDIENTS
+from ..facts.catalogue import FACT_CATALOGUE
+from ..facts.concepts import missing_concepts
+from ..facts.model import DRUG_CLASSES, INGREDIENTS
+from ..facts.parameters import FactParameters, default_parameters, load_parameters
 from ..terminology import Terminology, default_terminology, load_valuesets
 from ..wire import validate_fhir_resource
+from ..yaml_source import FileReport as _Report
+from ..yaml_source import KeyPath
+from ..yaml_source import pydantic_problems as _pydantic_problems
+from ..yaml_source import read_yaml_file as _read
 from .conditions import Problem, parse_condition, unknown_fact_message
-from .schema import DRUG_CLASSES, ORDER_HOOKS, Rule, RuleFile
+from .schema import ORDER_HOOKS, Rule, RuleFile
 from .templating import (
     compile_detail,
     compile_resource,
@@ -35,9 +40,10 @@ from .templating import (
     summary_environment,
     template_file,
 )
-from .yaml_source import KeyPath, YamlDocument, format_path, parse_yaml
 
 CITATIONS_FILE = "citations.yaml"
+PARAMETERS_FILE = "facts.yaml"
+_NOT_RULES = frozenset({CITATIONS_FILE, PARAMETERS_FILE})
 VALUESETS_DIR = "valuesets"
 SAMPLE_PATIENT = "Patient/example"
 """Patient reference used to validate suggestion resources at load time."""
@@ -52,6 +58,8 @@ class RuleSet:
     rules_dir: Path
     terminology: Terminology
     """The value sets under this rule set's valuesets/ folder: what extraction matches with."""
+    fact_parameters: FactParameters
+    """The reducers' windows and thresholds: this rule set's facts.yaml (or the bundled one)."""
 
     def enabled(self, hook: str) -> tuple[Rule, ...]:
         """Rules the service evaluates for `hook` (enabled, not retired), in id order."""
@@ -71,67 +79,8 @@ class RuleSet:
         raise KeyError(rule_id)
 
 
-class _Report:
-    """Collects problems of one file as display lines."""
-
-    def __init__(self, display: str, doc: YamlDocument | None) -> None:
-        self.display = display
-        self.doc = doc
-        self.lines: list[str] = []
-
-    def add(self, path: KeyPath, message: str) -> None:
-        line = self.doc.line_of(path) if self.doc is not None else 1
-        where = format_path(path)
-        self.lines.append(
-            f"{self.display}:{line}: {where}: {message}"
-            if where
-            else f"{self.display}:{line}: {message}"
-        )
-
-    def extend(self, problems: Iterable[Problem]) -> None:
-        for path, message in problems:
-            self.add(path, message)
-
-
 def _display(rules_dir: Path, file: Path) -> str:
     return f"{rules_dir.name}/{file.name}"
-
-
-def _read(file: Path, report: _Report) -> YamlDocument | None:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.add((), f"cannot read: {exc}")
-        return None
-    doc = parse_yaml(text)
-    report.doc = doc
-    for problem in doc.problems:
-        where = format_path(problem.path)
-        prefix = f"{report.display}:{problem.line}: "
-        report.lines.append(prefix + (f"{where}: {problem.message}" if where else problem.message))
-    return doc
-
-
-def _pydantic_problems(exc: ValidationError) -> list[Problem]:
-    out: list[Problem] = []
-    for err in exc.errors(include_url=False):
-        out.append((_loc(err), _message(err)))
-    return out
-
-
-def _loc(err: ErrorDetails) -> KeyPath:
-    return tuple(p for p in err["loc"] if isinstance(p, str | int))
-
-
-def _message(err: ErrorDetails) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unexpected key"
-    if kind == "missing":
-        return "required key missing"
-    if kind == "string_type" and isinstance(err.get("input"), int | float):
-        return f'must be a string (quote it: "{err["input"]}")'
-    return f"{err['msg']} (got {err.get('input')!r})" if kind == "literal_error" else err["msg"]
 
 
 def _load_registry(rules_dir: Path, errors: list[str]) -> Registry | None:
@@ -158,10 +107,11 @@ def load_ruleset(rules_dir: Path, cards_dir: Path) -> RuleSet:
         raise RuleSetError(f"card template directory {cards_dir} does not exist")
     registry = _load_registry(rules_dir, errors)
     terminology = _terminology(rules_dir, errors)
+    parameters = _parameters(rules_dir, errors)
     drug_groups = _drug_groups(terminology)
     checker = _RuleChecker(rules_dir, cards_dir, registry, drug_groups)
     rules: list[Rule] = []
-    files = sorted(p for p in rules_dir.glob("*.yaml") if p.name != CITATIONS_FILE)
+    files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in _NOT_RULES)
     if not files:
         errors.append(f"{rules_dir.name}/: no rule files (*.yaml) found")
     seen: dict[str, str] = {}
@@ -181,8 +131,20 @@ def load_ruleset(rules_dir: Path, cards_dir: Path) -> RuleSet:
             "the service will not start until they are fixed",
             details=errors,
         )
-    assert terminology is not None  # errors would have been raised above
-    return RuleSet(tuple(sorted(rules, key=lambda r: r.id)), registry, rules_dir, terminology)
+    assert terminology is not None and parameters is not None  # else errors were raised above
+    return RuleSet(
+        tuple(sorted(rules, key=lambda r: r.id)), registry, rules_dir, terminology, parameters
+    )
+
+
+def _parameters(rules_dir: Path, errors: list[str]) -> FactParameters | None:
+    """The rule set's own facts.yaml, or the bundled one if it has none."""
+    file = rules_dir / PARAMETERS_FILE
+    try:
+        return load_parameters(file) if file.is_file() else default_parameters()
+    except RuleSetError as exc:
+        errors.extend(exc.details or [exc.message])
+        return None
 
 
 def _terminology(rules_dir: Path, errors: list[str]) -> Terminology | None:
@@ -191,10 +153,18 @@ def _terminology(rules_dir: Path, errors: list[str]) -> Terminology | None:
     if not directory.is_dir():
         return default_terminology()
     try:
-        return load_valuesets(directory)
+        terminology = load_valuesets(directory)
     except RuleSetError as exc:
         errors.extend(exc.details or [exc.message])
         return None
+    missing = missing_concepts(terminology)
+    if missing:
+        errors.append(
+            f"{rules_dir.name}/{VALUESETS_DIR}/: concepts the fact readers need are not "
+            f"defined: {', '.join(missing)}"
+        )
+        return None
+    return terminology
 
 
 def _drug_groups(terminology: Terminology | None) -> dict[str, frozenset[str]]:

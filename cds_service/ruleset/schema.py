@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..citations import EvidenceLevel
-from ..facts.model import CD19_CART, CD19_DIRECTED, TKIS
 from ..wire import Indicator
 from .conditions import Condition, facts_read
 
@@ -27,12 +26,6 @@ returned to the EHR (a trial in production); retired: not evaluated by the servi
 HOOKS: tuple[str, ...] = ("patient-view", "order-select", "order-sign")
 ORDER_HOOKS: frozenset[str] = frozenset({"order-select", "order-sign"})
 
-DRUG_CLASSES: dict[str, tuple[str, ...]] = {
-    "tki": TKIS,
-    "cd19_directed": CD19_DIRECTED,
-    "cd19_cart": CD19_CART,
-}
-"""Names a trigger may use for a group of canonical ingredients."""
 
 DEFAULT_CASE_AS_OF = dt.date(2025, 6, 1)
 """Evaluation date of a rule test case that does not give one (fixtures are dated before it)."""

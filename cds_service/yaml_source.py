@@ -1,20 +1,25 @@
-"""Reading rule files: YAML with a line number for every key path, duplicate keys refused.
+"""Reading knowledge files: YAML with a line number for every key path, duplicate keys refused.
 
 PyYAML silently keeps the last of two equal keys and turns `yes` / `no` / `on` / `off` into
 booleans (YAML 1.1). Neither is acceptable in a clinical rule file: a duplicated `value:` would
 change what a rule means without anyone noticing, and the tri-state fact values are literally
 "yes" / "no" / "unknown". This loader composes the node tree, builds plain Python data from it,
 records the line of every key path, and reports duplicate keys as errors. Only `true` and
-`false` are booleans here.
+`false` are booleans here. `FileReport` turns problems (ours and pydantic's) into the one shape
+every load error has: `rules/x.yaml:13: when.all[1].op: message`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 KeyPath = tuple[str | int, ...]
@@ -134,3 +139,64 @@ def _scalar(node: Node, loader: _RuleYamlLoader) -> Any:
     if isinstance(node, MappingNode | SequenceNode):
         return _build(node, (), YamlDocument(None), loader)
     return None  # pragma: no cover - PyYAML has no other node kinds
+
+
+Problem = tuple[KeyPath, str]
+
+
+class FileReport:
+    """Collects the problems of one file as display lines (`file:line: key.path: message`)."""
+
+    def __init__(self, display: str, doc: YamlDocument | None = None) -> None:
+        self.display = display
+        self.doc = doc
+        self.lines: list[str] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        line = self.doc.line_of(path) if self.doc is not None else 1
+        where = format_path(path)
+        self.lines.append(
+            f"{self.display}:{line}: {where}: {message}"
+            if where
+            else f"{self.display}:{line}: {message}"
+        )
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for path, message in problems:
+            self.add(path, message)
+
+
+def read_yaml_file(file: Path, report: FileReport) -> YamlDocument | None:
+    """Parse one file into `report.doc`; unreadable files and YAML problems go to the report."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.add((), f"cannot read: {exc}")
+        return None
+    doc = parse_yaml(text)
+    report.doc = doc
+    for problem in doc.problems:
+        where = format_path(problem.path)
+        prefix = f"{report.display}:{problem.line}: "
+        report.lines.append(prefix + (f"{where}: {problem.message}" if where else problem.message))
+    return doc
+
+
+def pydantic_problems(exc: ValidationError) -> list[Problem]:
+    """A pydantic validation error as (key path, message) problems."""
+    return [(_loc(err), _message(err)) for err in exc.errors(include_url=False)]
+
+
+def _loc(err: ErrorDetails) -> KeyPath:
+    return tuple(p for p in err["loc"] if isinstance(p, str | int))
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unexpected key"
+    if kind == "missing":
+        return "required key missing"
+    if kind == "string_type" and isinstance(err.get("input"), int | float):
+        return f'must be a string (quote it: "{err["input"]}")'
+    return f"{err['msg']} (got {err.get('input')!r})" if kind == "literal_error" else err["msg"]
