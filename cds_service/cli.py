@@ -1,9 +1,10 @@
-"""The `cds-service` command: serve, check, facts, evaluate, feedback-report."""
+"""The `cds-service` command: serve, check, facts, evaluate, feedback-report, gallery, dry-run."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -183,6 +184,7 @@ def evaluate(
     from .decide import evaluate_bundle
     from .paths import cards_dir, rules_dir
     from .ruleset.loader import load_ruleset
+    from .service import silent_cards
     from .wire import CDSResponse
 
     if hook not in ("patient-view", "order-select", "order-sign"):
@@ -197,37 +199,166 @@ def evaluate(
     renderer = CardRenderer(ruleset, cards_dir(settings))
     day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     decision = evaluate_bundle(ruleset, renderer, _read_bundle(bundle), hook, order, day)
-    if as_json:
-        typer.echo(json.dumps(CDSResponse(cards=decision.cards).dump(), indent=2))
+    silent = silent_cards(decision)
+    if as_json:  # what the service returns: a silent rule's cards are only recorded
+        shown = [c for c in decision.cards if c.uuid not in silent]
+        typer.echo(json.dumps(CDSResponse(cards=shown).dump(), indent=2))
         return
     if not decision.cards:
         typer.echo("no cards")
     for card in decision.cards:
         rule_id, version = decision.card_rules.get(card.uuid, ("?", "?"))
-        typer.echo(f"[{card.indicator.upper()}] {card.summary}   ({rule_id} v{version})")
+        mode = "  [silent mode: recorded, not returned]" if card.uuid in silent else ""
+        typer.echo(f"[{card.indicator.upper()}] {card.summary}   ({rule_id} v{version}){mode}")
         if card.detail:
             typer.echo("    " + card.detail.replace("\n", "\n    "))
         typer.echo("")
 
 
 @app.command("feedback-report")
-def feedback_report() -> None:
-    """Cards issued and override rates per rule version, from the SQLite store."""
+def feedback_report(
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as one HTML page.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Override reasons listed per rule version.")] = 5,
+) -> None:
+    """Cards returned, accepted, overridden, override reasons, comments (counted), silent-mode
+    firings and weekly trend per rule version, from the SQLite store."""
+    from .feedback_report import build_report, format_text, render_html
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import RuleSet, load_ruleset
     from .storage import Store
 
     settings = Settings()
+    ruleset: RuleSet | None
+    try:  # titles, statuses and override displays; the report stands without them
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+    except CDSError:
+        ruleset = None
     store = Store(settings.data_dir / "cds-service.sqlite3")
-    rows = store.outcomes_by_rule()
+    try:
+        report = build_report(store, ruleset, top=top)
+    finally:
+        store.close()
+    typer.echo(format_text(report))
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(report), encoding="utf-8")
+        typer.echo(f"wrote {html}")
+
+
+@app.command()
+def gallery(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write index.html and rules/ into.")],
+    rules: Annotated[Path | None, typer.Option(help="Rules folder (default: bundled).")] = None,
+    cards: Annotated[Path | None, typer.Option(help="Card templates (default: bundled).")] = None,
+) -> None:
+    """Write the card gallery: every evaluated rule and each of its cases, with the card the
+    service returns, the facts that decided it, and the rule's version, status and evidence."""
+    from .cards import CardRenderer
+    from .gallery import build_gallery, write_gallery
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+
+    settings = Settings()
+    cards_path = cards or cards_dir(settings)
+    try:
+        ruleset = load_ruleset(rules or rules_dir(settings), cards_path)
+        renderer = CardRenderer(ruleset, cards_path)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    site = build_gallery(ruleset, renderer, cards_path)
+    written = write_gallery(site, out_dir)
     typer.echo(
-        f"{'rule':40} {'ver':>4} {'issued':>7} {'accepted':>9} {'overridden':>11} {'rate':>6}"
+        f"wrote {len(written)} pages ({len(site.pages)} rules, {site.case_count} cases) to "
+        f"{out_dir}; open {out_dir / 'index.html'}"
     )
-    for r in rows:
-        rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
-        typer.echo(
-            f"{r.rule_id:40} {r.rule_version:>4} {r.issued:>7} {r.accepted:>9} "
-            f"{r.overridden:>11} {rate:>6}"
+    if not site.ok:
+        typer.echo(f"{len(site.problems)} case(s) not as declared:", err=True)
+        for problem in site.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("dry-run")
+def dry_run(
+    input_dir: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="A Bulk Data export folder or patient Bundles.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")],
+    order: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A hypothetical order (drug name); repeatable. Default: six TKIs, blinatumomab."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Local worker processes (default: all cores).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (tcp://host:8786): run the shards there."),
+    ] = None,
+    as_of: Annotated[str | None, typer.Option(help="Evaluation date, YYYY-MM-DD.")] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Secret key of the pseudonymous patient keys (default: created in CDS_DATA_DIR)."
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Where the shards go (default: OUT/.dry-run-work).")
+    ] = None,
+    keep_work: Annotated[bool, typer.Option(help="Keep the shards afterwards.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bars.")] = True,
+) -> None:
+    """Evaluate every patient of a population (patient-view; order-select and order-sign per
+    hypothetical order) and report how often each rule would fire."""
+    from .dryrun import DEFAULT_ORDERS, DryRunOptions, load_or_create_key, run_dry_run
+    from .paths import cards_dir, rules_dir
+
+    settings = Settings()
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        typer.echo(f"error: --as-of {as_of!r} is not YYYY-MM-DD", err=True)
+        raise typer.Exit(code=2) from None
+    if jobs is not None and jobs < 1:
+        typer.echo("error: --jobs must be at least 1", err=True)
+        raise typer.Exit(code=2)
+    try:
+        key = load_or_create_key(key_file or settings.data_dir / "dry-run-pseudonym.key")
+        options = DryRunOptions(
+            input=input_dir,
+            out=out,
+            rules_dir=rules_dir(settings),
+            cards_dir=cards_dir(settings),
+            key=key,
+            orders=tuple(dict.fromkeys(order)) if order else DEFAULT_ORDERS,
+            as_of=day,
+            jobs=jobs or len(os.sched_getaffinity(0)),
+            scheduler=scheduler,
+            work_dir=work_dir,
+            keep_work=keep_work,
+            progress=progress,
+            max_line_bytes=settings.max_body_bytes,
         )
-    store.close()
+        outcome = run_dry_run(options)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    summary, run = outcome.summary, outcome.run
+    typer.echo(
+        f"{summary['patients']} patients, {summary['patients_with_any_card']} with a card; "
+        f"{run['patients_per_s']} patients/s ({run['patients_per_s_per_worker']} per worker, "
+        f"{run['shards']} shards)"
+    )
+    for path in outcome.files:
+        typer.echo(f"wrote {path}")
+    if outcome.failed:
+        typer.echo(f"error: some patients could not be evaluated: {summary['errors']}", err=True)
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

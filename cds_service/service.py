@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from .egress import EgressPolicy
 from .envelope import parse_envelope, parse_json, split_orders
 from .errors import ConfigError, HookMismatch, NotFound, PayloadTooLarge, RequestError
 from .facts.extract import unread_observation
-from .fhir_input import build_record
+from .fhir_input import Record, build_record
 from .logs import set_correlation_id, truncate
 from .paths import cards_dir, rules_dir
 from .prefetch import resolve_prefetch
@@ -37,6 +37,24 @@ from .wire import CDSResponse, FeedbackRequest
 
 _MAX_CODES_LOGGED = 10
 log = logging.getLogger("cds_service.service")
+
+
+def silent_cards(decision: Decision) -> frozenset[str]:
+    """Uuids of the cards of silent rules: recorded in the store, never returned to the EHR."""
+    return frozenset(
+        card.uuid
+        for finding, card in zip(decision.findings, decision.cards, strict=True)
+        if not finding.rule.returned
+    )
+
+
+def patient_record(ruleset: RuleSet, sources: Iterable[Any], patient_id: str | None) -> Record:
+    """The record the rules decide on (the hook path and the dry-run alike): the sources
+    normalised, minus the resources no fact extractor reads (not normalised at all)."""
+    terminology = ruleset.terminology
+    return build_record(
+        sources, patient_id, skip=lambda resource: unread_observation(terminology, resource)
+    )
 
 
 def _today() -> dt.date:
@@ -170,10 +188,10 @@ class CDSService:
             also_referencing=[*request.draft_orders, *request.draft_support],
             egress=self.egress_policy(caller),
         )
-        record = build_record(
+        record = patient_record(
+            self.ruleset,
             [*prefetch.data.values(), *prefetch.referenced, *request.draft_support],
             request.patient_id,
-            skip=self._unread,
         )
         orders, context_orders = split_orders(request)
         decision = decide(
@@ -185,8 +203,10 @@ class CDSService:
             context_orders=context_orders,
             as_of=self.today(),
         )
-        response = CDSResponse(cards=decision.cards).dump()
-        self._audit(service_id, request.hook_instance, decision)
+        silent = silent_cards(decision)
+        shown = [c for c in decision.cards if c.uuid not in silent]
+        response = CDSResponse(cards=shown).dump()
+        self._audit(service_id, request.hook_instance, decision, silent)
         for code in decision.facts.unrecognised_codes[:_MAX_CODES_LOGGED]:
             # a code, never patient data: integrators map it into drugs.yaml
             log.warning(f"unrecognised order code {code[:200]}", extra={"service": service_id})
@@ -194,7 +214,8 @@ class CDSService:
             "hook answered",
             extra={
                 "service": service_id,
-                "cards": len(decision.cards),
+                "cards": len(shown),
+                "silent_cards": len(silent),
                 "rules": sorted({rid for rid, _ in decision.card_rules.values()}),
                 "fetched_keys": len(prefetch.fetched),
                 "record_issues": len(record.issues) + len(request.issues),
@@ -203,17 +224,15 @@ class CDSService:
         )
         return response
 
-    def _unread(self, resource: dict[str, Any]) -> bool:
-        """Resources the fact extractors would read nothing from (not normalised at all)."""
-        return unread_observation(self.ruleset.terminology, resource)
-
-    def _audit(self, service_id: str, hook_instance: str, decision: Decision) -> None:
+    def _audit(
+        self, service_id: str, hook_instance: str, decision: Decision, silent: frozenset[str]
+    ) -> None:
         by_uuid = {c.uuid: c for c in decision.cards}
         self.store.record_cards(
             service_id,
             hook_instance,
             (
-                IssuedCard(uuid, rule_id, str(version), by_uuid[uuid].indicator)
+                IssuedCard(uuid, rule_id, str(version), by_uuid[uuid].indicator, uuid not in silent)
                 for uuid, (rule_id, version) in decision.card_rules.items()
             ),
         )

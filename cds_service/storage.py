@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS cards_issued (
     rule_id       TEXT NOT NULL,
     rule_version  TEXT NOT NULL,
     indicator     TEXT NOT NULL,
-    issued_at     REAL NOT NULL
+    issued_at     REAL NOT NULL,
+    returned      INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS feedback (
     service_id           TEXT NOT NULL,
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 """
 
+_MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    # (table, column, ALTER TABLE clause) for stores written before the column existed
+    ("cards_issued", "returned", "ADD COLUMN returned INTEGER NOT NULL DEFAULT 1"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class IssuedCard:
@@ -50,6 +56,31 @@ class IssuedCard:
     rule_id: str
     rule_version: str
     indicator: str
+    returned: bool = True
+    """False for a card of a silent rule: recorded here, never sent to the EHR."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideReasonCount:
+    rule_id: str
+    rule_version: str
+    code: str
+    system: str | None
+    display: str | None
+    """A display a client sent with the code (None when none did)."""
+    cards: int
+
+
+@dataclass(frozen=True, slots=True)
+class WeekCounts:
+    rule_id: str
+    rule_version: str
+    week: str
+    """Monday of the ISO week (UTC), YYYY-MM-DD."""
+    issued: int = 0
+    silent: int = 0
+    accepted: int = 0
+    overridden: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +88,11 @@ class RuleOutcomes:
     rule_id: str
     rule_version: str
     issued: int
+    """Cards returned to the EHR."""
     accepted: int
     overridden: int
+    silent: int = 0
+    """Cards of the rule in silent mode: recorded, never returned."""
 
     @property
     def override_rate(self) -> float | None:
@@ -78,6 +112,17 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        for table, column, clause in _MIGRATIONS:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                try:
+                    self._db.execute(f"ALTER TABLE {table} {clause}")
+                except sqlite3.OperationalError as exc:  # another process migrated first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         with self._lock:
@@ -88,14 +133,26 @@ class Store:
     ) -> None:
         now = time.time()
         rows = [
-            (c.card_uuid, service_id, hook_instance, c.rule_id, c.rule_version, c.indicator, now)
+            (
+                c.card_uuid,
+                service_id,
+                hook_instance,
+                c.rule_id,
+                c.rule_version,
+                c.indicator,
+                now,
+                int(c.returned),
+            )
             for c in cards
         ]
         if not rows:
             return
         with self._lock:
             self._db.executemany(
-                "INSERT OR IGNORE INTO cards_issued VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT OR IGNORE INTO cards_issued (card_uuid, service_id, hook_instance, "
+                "rule_id, rule_version, indicator, issued_at, returned) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     def card_rule(self, card_uuid: str) -> tuple[str, str] | None:
@@ -158,11 +215,79 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 """
-                SELECT c.rule_id, c.rule_version, COUNT(DISTINCT c.card_uuid),
+                SELECT c.rule_id, c.rule_version,
+                       COUNT(DISTINCT CASE WHEN c.returned = 1 THEN c.card_uuid END),
                        COUNT(DISTINCT CASE WHEN f.outcome = 'accepted' THEN f.card_uuid END),
-                       COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END)
+                       COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END),
+                       COUNT(DISTINCT CASE WHEN c.returned = 0 THEN c.card_uuid END)
                 FROM cards_issued c LEFT JOIN feedback f ON f.card_uuid = c.card_uuid
                 GROUP BY c.rule_id, c.rule_version ORDER BY c.rule_id, c.rule_version
                 """
             ).fetchall()
-        return [RuleOutcomes(str(r[0]), str(r[1]), r[2], r[3], r[4]) for r in rows]
+        return [RuleOutcomes(str(r[0]), str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def override_reasons_by_rule(self) -> list[OverrideReasonCount]:
+        """Overridden cards per rule version and override reason code (most used first)."""
+        with self._lock:
+            rows = self._db.execute(
+                """
+                SELECT rule_id, rule_version, override_code, MAX(override_system),
+                       MAX(override_display), COUNT(DISTINCT card_uuid) AS n
+                FROM feedback
+                WHERE outcome = 'overridden' AND override_code IS NOT NULL
+                      AND rule_id IS NOT NULL
+                GROUP BY rule_id, rule_version, override_code
+                ORDER BY rule_id, rule_version, n DESC, override_code
+                """
+            ).fetchall()
+        return [
+            OverrideReasonCount(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5]))
+            for r in rows
+        ]
+
+    def comment_counts_by_rule(self) -> dict[tuple[str, str], int]:
+        """How many feedback items per rule version carry a user comment (never the text)."""
+        with self._lock:
+            rows = self._db.execute(
+                """
+                SELECT rule_id, rule_version, COUNT(*) FROM feedback
+                WHERE rule_id IS NOT NULL AND TRIM(COALESCE(user_comment, '')) != ''
+                GROUP BY rule_id, rule_version
+                """
+            ).fetchall()
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def unmatched_feedback(self) -> int:
+        """Feedback items about cards this store never issued."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM feedback WHERE rule_id IS NULL").fetchone()
+        return int(row[0])
+
+    def weekly_by_rule(self) -> list[WeekCounts]:
+        """Per rule version and ISO week (UTC, by Monday): cards returned, silent-mode cards,
+        and cards accepted / overridden (by when the feedback arrived)."""
+        week = "date({}, 'unixepoch', '-6 days', 'weekday 1')"
+        with self._lock:
+            issued = self._db.execute(
+                f"""
+                SELECT rule_id, rule_version, {week.format("issued_at")} AS wk,
+                       SUM(returned = 1), SUM(returned = 0)
+                FROM cards_issued GROUP BY rule_id, rule_version, wk
+                """
+            ).fetchall()
+            answered = self._db.execute(
+                f"""
+                SELECT rule_id, rule_version, {week.format("received_at")} AS wk,
+                       COUNT(DISTINCT CASE WHEN outcome = 'accepted' THEN card_uuid END),
+                       COUNT(DISTINCT CASE WHEN outcome = 'overridden' THEN card_uuid END)
+                FROM feedback WHERE rule_id IS NOT NULL GROUP BY rule_id, rule_version, wk
+                """
+            ).fetchall()
+        cells: dict[tuple[str, str, str], list[int]] = {}
+        for rule_id, version, wk, returned, silent in issued:
+            cell = cells.setdefault((str(rule_id), str(version), str(wk)), [0, 0, 0, 0])
+            cell[0], cell[1] = int(returned), int(silent)
+        for rule_id, version, wk, accepted, overridden in answered:
+            cell = cells.setdefault((str(rule_id), str(version), str(wk)), [0, 0, 0, 0])
+            cell[2], cell[3] = int(accepted), int(overridden)
+        return [WeekCounts(*key, *cells[key]) for key in sorted(cells)]

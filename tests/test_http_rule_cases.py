@@ -9,29 +9,23 @@ proves offline is proven again through the HTTP path.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cds_service.decide import bundle_resources, select_orders
 from cds_service.paths import bundled_dir
 from cds_service.ruleset.loader import load_ruleset
 from cds_service.wire import CDSResponse
 from tests.support.app import TestClient, assert_no_null_or_empty, make_client
-from tests.support.patients import hook_request, prefetch_for
+from tests.support.cases import case_request
 
-ROOT = Path(__file__).resolve().parent.parent
 RULESET = load_ruleset(bundled_dir("rules"), bundled_dir("cards"))
 CASES = [
     pytest.param(rule, case, id=f"{rule.id}[{i}]-{case.expect}")
     for rule in RULESET.rules
     for i, case in enumerate(rule.cases)
 ]
-SERVICE = {"order-select": "phall-order-select", "order-sign": "phall-order-sign",
-           "patient-view": "phall-patient-view"}
 ABSOLUTE = re.compile(r"^https?://[^\s/]+\S*$")
 
 
@@ -41,23 +35,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
 
 
 def _request(client: TestClient, rule: Any, case: Any) -> tuple[str, dict[str, Any]]:
-    service_id = SERVICE[case.hook]
-    bundle = json.loads((ROOT / case.fixture).read_text(encoding="utf-8"))
-    resources = bundle_resources(bundle)
-    pid = next(r["id"] for r in resources if r["resourceType"] == "Patient")
-    orders, context_orders = select_orders(resources, case.hook, case.order, pid)
-    drafts = {id(o) for o in (*orders, *context_orders)}
-    record = [r for r in resources if id(r) not in drafts]
-    services = client.get("/cds-services").json()["services"]
-    templates = next(s for s in services if s["id"] == service_id)["prefetch"]
-    body = hook_request(
-        case.hook,
-        prefetch=prefetch_for(record, templates),
-        orders=[*orders, *context_orders],
-        selections=[f"{o['resourceType']}/{o['id']}" for o in orders],
-        pid=pid,
-    )
-    return f"/cds-services/{service_id}", body
+    return case_request(case, client.get("/cds-services").json())
 
 
 def check_card(card: dict[str, Any], patient_id: str) -> None:

@@ -458,15 +458,16 @@ def test_a_400_after_the_envelope_is_read_carries_the_hook_instance(
 
 
 def test_a_500_line_carries_the_hook_instance(
-    tmp_path: Path, json_log: Callable[[], list[dict[str, Any]]]
+    tmp_path: Path,
+    json_log: Callable[[], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = make_client(tmp_path)
-    service = client.app.state.service  # type: ignore[attr-defined]
 
     def broken(*_: Any, **__: Any) -> Any:
         raise KeyError("a bug")
 
-    service._unread = broken
+    monkeypatch.setattr("cds_service.service.decide", broken)
     body = hook_request("order-select",
                         prefetch={**dict.fromkeys(ALL_KEYS), "observations": searchset([
                             {"resourceType": "Observation", "id": "o1", "status": "final"}])})

@@ -62,8 +62,8 @@ class RuleSet:
     """The reducers' windows and thresholds: this rule set's facts.yaml (or the bundled one)."""
 
     def enabled(self, hook: str) -> tuple[Rule, ...]:
-        """Enabled rules that answer `hook`, in id order."""
-        return tuple(r for r in self.rules if r.enabled and hook in r.hooks)
+        """Rules the service evaluates for `hook` (enabled, not retired), in id order."""
+        return tuple(r for r in self.rules if r.evaluated and hook in r.hooks)
 
     def facts_for_hook(self, hook: str) -> frozenset[str]:
         """Fact names the enabled rules of `hook` read (discovery derives prefetch from it)."""
@@ -240,6 +240,7 @@ class _RuleChecker:
             cases=spec.cases,
             source=report.display,
             new_start=spec.trigger.new_start if spec.trigger is not None else False,
+            status=spec.status,
         )
 
     # -- the parts ---------------------------------------------------------------------------

@@ -19,6 +19,10 @@ from ..wire import Indicator
 from .conditions import Condition, facts_read
 
 Hook = Literal["patient-view", "order-select", "order-sign"]
+RuleStatus = Literal["active", "silent", "retired"]
+RULE_STATUSES: tuple[str, ...] = ("active", "silent", "retired")
+"""active: evaluated, cards returned; silent: evaluated, cards recorded in the store but never
+returned to the EHR (a trial in production); retired: not evaluated by the service."""
 HOOKS: tuple[str, ...] = ("patient-view", "order-select", "order-sign")
 ORDER_HOOKS: frozenset[str] = frozenset({"order-select", "order-sign"})
 
@@ -91,6 +95,7 @@ class RuleFile(_Model):
     title: str
     description: str
     enabled: bool
+    status: RuleStatus = "active"
     hooks: tuple[Hook, ...] = Field(min_length=1)
     trigger: TriggerSpec | None = None
     when: Any
@@ -136,6 +141,18 @@ class Rule:
     """File the rule came from, as shown in messages (rules/x.yaml)."""
     new_start: bool = False
     """Trigger only on an ordered drug with no exposure record (see TriggerSpec.new_start)."""
+    status: RuleStatus = "active"
+    """active | silent | retired (see RULE_STATUSES)."""
+
+    @property
+    def evaluated(self) -> bool:
+        """The service evaluates the rule: enabled and not retired."""
+        return self.enabled and self.status != "retired"
+
+    @property
+    def returned(self) -> bool:
+        """Its cards go back to the EHR (a silent rule's are only recorded)."""
+        return self.status != "silent"
 
     def facts_read(self) -> frozenset[str]:
         """Facts the rule reads: its condition, its card, the order when it has a trigger, and
