@@ -19,13 +19,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EvidenceLevel = Literal[
-    "label", "guideline", "rct", "phase2", "retrospective", "case-report", "abstract", "preclinical"
+    "label",
+    "guideline",
+    "rct",
+    "phase2",
+    "phase1",
+    "retrospective",
+    "case-report",
+    "abstract",
+    "preclinical",
 ]
 EVIDENCE_LEVELS: Mapping[str, str] = {
     "label": "prescribing information",
     "guideline": "guideline",
     "rct": "randomised trial",
     "phase2": "phase 2 trial",
+    "phase1": "phase 1 trial",
     "retrospective": "retrospective series",
     "case-report": "case report",
     "abstract": "conference abstract (not peer-reviewed)",
@@ -39,6 +48,7 @@ STATUS_WORDS: Mapping[str, str] = {"partly": "partly verified", "unverified": "u
 _DOI = re.compile(r"^10\.\d{4,9}/\S+$")
 _PMID = re.compile(r"^[1-9][0-9]{0,8}$")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_NCT = re.compile(r"^NCT[0-9]{8}$")
 
 
 class _Model(BaseModel):
@@ -64,6 +74,8 @@ class Citation(_Model):
     doi: Identifier | None = None
     pmid: Identifier | None = None
     url: Identifier | None = None
+    registry: Identifier | None = None
+    """Trial registration (ClinicalTrials.gov NCT number), linked only when verified."""
     no_identifier_reason: str | None = None
     """Why a citation has no DOI, PMID or URL (then the card says no identifier was found)."""
     design: str
@@ -111,6 +123,10 @@ def pubmed_url(pmid: str) -> str:
     return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
 
+def registry_url(nct: str) -> str:
+    return f"https://clinicaltrials.gov/study/{nct}"
+
+
 def _norm(text: str) -> str:
     return text.strip().lower()
 
@@ -134,7 +150,7 @@ def lint_registry(registry: Registry) -> list[tuple[tuple[str | int, ...], str]]
         at: tuple[str | int, ...] = ("citations", key)
         if not _KEY.match(key):
             problems.append((at, f"citation key '{key}' must be lower-case letters, digits, _"))
-        has_id = any(i is not None for i in (c.doi, c.pmid, c.url))
+        has_id = any(i is not None for i in (c.doi, c.pmid, c.url, c.registry))
         if not has_id and not c.no_identifier_reason:
             problems.append(
                 (
@@ -149,9 +165,12 @@ def lint_registry(registry: Registry) -> list[tuple[tuple[str | int, ...], str]]
             problems.append(((*at, "doi"), f"'{c.doi.value}' is not a DOI (10.xxxx/...)"))
         if c.pmid is not None and not _PMID.match(c.pmid.value):
             problems.append(((*at, "pmid"), f"'{c.pmid.value}' is not a PMID"))
+        if c.registry is not None and not _NCT.match(c.registry.value):
+            problems.append(((*at, "registry"), f"'{c.registry.value}' is not an NCT number"))
         if c.url is not None and not c.url.value.startswith("https://"):
             problems.append(((*at, "url"), "URLs must be absolute https:// addresses"))
-        statuses = [i.status for i in (c.journal, c.doi, c.pmid, c.url) if i is not None]
+        idents = (c.journal, c.doi, c.pmid, c.url, c.registry)
+        statuses = [i.status for i in idents if i is not None]
         if c.status == "verified" and any(s != "verified" for s in statuses):
             problems.append(
                 (
@@ -164,7 +183,7 @@ def lint_registry(registry: Registry) -> list[tuple[tuple[str | int, ...], str]]
             c.authors or "",
             c.title or "",
             c.note or "",
-            *(i.value for i in (c.journal, c.doi, c.pmid, c.url) if i is not None),
+            *(i.value for i in idents if i is not None),
         ]
         for text in texts:
             hit = forbidden_hit(registry, text)
@@ -186,6 +205,8 @@ def verified_links(c: Citation) -> list[tuple[str, str]]:
         out.append((f"{c.short} — PubMed {c.pmid.value}", pubmed_url(c.pmid.value)))
     if c.url is not None and c.url.status == "verified":
         out.append((c.short, c.url.value))
+    if c.registry is not None and c.registry.status == "verified":
+        out.append((f"{c.short} — {c.registry.value}", registry_url(c.registry.value)))
     return out
 
 
@@ -235,6 +256,9 @@ def reference_entry(c: Citation) -> str:
         parts.append(_identifier_text("PMID", c.pmid, pubmed_url(c.pmid.value)) + ".")
     if c.url is not None:
         parts.append(_identifier_text("URL", c.url, c.url.value) + ".")
+    if c.registry is not None:
+        link = registry_url(c.registry.value)
+        parts.append(_identifier_text("Trial", c.registry, link) + ".")
     if c.no_identifier_reason:
         parts.append(f"No DOI, PMID or URL found: {c.no_identifier_reason.rstrip('.')}.")
     return " ".join(parts)

@@ -36,8 +36,8 @@ when:
   value: yes
 on_unknown: {on_unknown}
 indicator: warning
-evidence: [retrospective, phase2]
-citations: [cunningham_ejh2025, porkka_blood2008, pfeifer_ccr2003]
+evidence: [retrospective, phase2, case-report]
+citations: [cunningham_ejh2025, porkka_blood2008, cart_after_blina_case]
 card:
   template: demo
   summary: "{summary}"
@@ -62,7 +62,7 @@ cases:
 
 TEMPLATE = """\
 T315I is recorded for **{{ ordered }}** {{ cite('cunningham_ejh2025') }} {{ cite('porkka_blood2008') }} \
-{{ cite('pfeifer_ccr2003') }}.
+{{ cite('cart_after_blina_case') }}.
 Order text: {{ orders[0].text }}. Detail: {{ facts['abl1.t315i'].detail | md }}. Relapse known: \
 {{ facts['relapse'].known }}.
 """
@@ -223,7 +223,7 @@ def test_links_only_for_verified_identifiers_and_status_printed_otherwise(tmp_pa
     # Cunningham's PMID is only partly verified: printed with its status, never linked
     assert "PMID 41369097 (partly verified)" in detail
     assert "pubmed.ncbi.nlm.nih.gov/41369097" not in detail
-    # Pfeifer has no identifier at all: the card says so
+    # the case report has no identifier at all: the card says so
     assert "No DOI, PMID or URL found" in detail
 
 

@@ -82,8 +82,8 @@ def test_a_summary_of_140_characters_or_more_fails(repo_copy: Path) -> None:
     rule = repo_copy / "rules" / "asciminib-ph-all.yaml"
     edit(
         rule,
-        "summary: Asciminib is labelled",
-        "summary: " + "Very long words " * 6 + "Asciminib is labelled",
+        "    Asciminib is labelled for Ph+ CML",
+        "    " + "Very long words " * 6 + "Asciminib is labelled for Ph+ CML",
     )
     ok, problems = check(repo_copy)
     assert not ok
@@ -101,8 +101,8 @@ def test_a_summary_of_140_characters_or_more_fails(repo_copy: Path) -> None:
 def test_directive_wording_fails(repo_copy: Path, sentence: str, what: str) -> None:
     edit(
         repo_copy / "cards" / "asciminib-ph-all.md.j2",
-        "Consider reviewing the indication;",
-        f"{sentence} Consider reviewing the indication;",
+        "Consider reviewing the indication,",
+        f"{sentence} Consider reviewing the indication,",
     )
     ok, problems = check(repo_copy)
     assert not ok
@@ -144,18 +144,18 @@ def test_a_load_error_is_reported_not_raised(repo_copy: Path) -> None:
 
 def test_a_link_to_an_unverified_identifier_is_caught() -> None:
     ruleset = load_ruleset(REPO / "rules", REPO / "cards")
-    rule = ruleset.rule("cart-after-blinatumomab")  # cites Myers: PMID only partly verified
+    rule = ruleset.rule("blinatumomab-dli-after-haplo")  # its PMID is only partly verified
     card = wire.Card(
         summary="s",
         indicator="info",
         source=wire.Source(label="x"),
         links=[
             wire.Link(
-                label="Myers", url="https://pubmed.ncbi.nlm.nih.gov/34767461/", type="absolute"
+                label="Perugia", url="https://pubmed.ncbi.nlm.nih.gov/38003295/", type="absolute"
             )
         ],
     )
     assert _unverified_links(ruleset, rule, card) == [
-        "links https://pubmed.ncbi.nlm.nih.gov/34767461/, an identifier of 'myers_jco2022' "
+        "links https://pubmed.ncbi.nlm.nih.gov/38003295/, an identifier of 'ijms2023_blina_dli' "
         "that is not verified"
     ]

@@ -73,9 +73,9 @@ def test_a_citation_using_the_forbidden_doi_is_refused(where: tuple[str, str]) -
 
 def test_a_citation_without_any_identifier_needs_a_reason() -> None:
     data = copy.deepcopy(registry_data())
-    del data["citations"]["pfeifer_ccr2003"]["no_identifier_reason"]
+    del data["citations"]["cart_after_blina_case"]["no_identifier_reason"]
     assert problems_of(data) == [
-        "citations.pfeifer_ccr2003: a citation needs a DOI, a PMID or a URL (or, when none "
+        "citations.cart_after_blina_case: a citation needs a DOI, a PMID or a URL (or, when none "
         "exists, no_identifier_reason saying why)"
     ]
 

@@ -61,7 +61,7 @@ def rule(
         indicator=indicator,  # type: ignore[arg-type]
         critical_basis="ineffective-drug" if indicator == "critical" else None,
         evidence=("guideline",),
-        citations=("nccn_abl1_mutation_table",),
+        citations=("nccn_all_mutation_testing",),
         card=CardSpec(template="x", summary="s"),
         suggestions=(),
         override_reasons=(),

@@ -30,7 +30,7 @@ when:
 on_unknown: silent
 indicator: warning
 evidence: [guideline]
-citations: [nccn_abl1_mutation_table]
+citations: [nccn_all_mutation_testing]
 card:
   template: demo
   summary: "Demo summary for {{ ordered }}"
@@ -57,7 +57,7 @@ def make_ruleset(
     for name, text in rules.items():
         (rules_dir / name).write_text(textwrap.dedent(text), encoding="utf-8")
     for name, text in (
-        templates or {"demo": "Demo {{ cite('nccn_abl1_mutation_table') }}"}
+        templates or {"demo": "Demo {{ cite('nccn_all_mutation_testing') }}"}
     ).items():
         (cards_dir / f"{name}.md.j2").write_text(text, encoding="utf-8")
     return rules_dir, cards_dir
@@ -107,7 +107,7 @@ def test_yes_and_no_stay_strings_not_booleans(tmp_path: Path) -> None:
 
 def test_all_errors_are_reported_at_once_with_lines_and_paths(tmp_path: Path) -> None:
     bad = GOOD_RULE.replace("op: equals, value: positive", "op: eqals, value: positive").replace(
-        "citations: [nccn_abl1_mutation_table]", "citations: [no_such_paper]"
+        "citations: [nccn_all_mutation_testing]", "citations: [no_such_paper]"
     )
     other = GOOD_RULE.replace("id: demo-rule", "id: other-rule").replace(
         "fact: abl1.t315i", "fact: abl1.t3151"
@@ -220,7 +220,7 @@ def test_unknown_template_and_template_syntax_errors(tmp_path: Path) -> None:
         tmp_path,
         {"demo-rule.yaml": GOOD_RULE, "other-rule.yaml": other, "third-rule.yaml": third},
         {
-            "demo": "ok {{ cite('nccn_abl1_mutation_table') }}",
+            "demo": "ok {{ cite('nccn_all_mutation_testing') }}",
             "broken": "{% if %}",
         },
     )
@@ -255,7 +255,7 @@ def test_a_rule_needs_a_citation(tmp_path: Path) -> None:
         tmp_path,
         {
             "demo-rule.yaml": GOOD_RULE.replace(
-                "citations: [nccn_abl1_mutation_table]", "citations: []"
+                "citations: [nccn_all_mutation_testing]", "citations: []"
             )
         },
     )
@@ -267,13 +267,16 @@ def test_a_rule_needs_one_locatable_citation(tmp_path: Path) -> None:
         tmp_path,
         {
             "demo-rule.yaml": GOOD_RULE.replace(
-                "citations: [nccn_abl1_mutation_table]", "citations: [pfeifer_ccr2003]"
-            ).replace("evidence: [guideline]", "evidence: [retrospective]")
+                "citations: [nccn_all_mutation_testing]",
+                "citations: [cart_after_blina_case, branford_blood2009]",
+            ).replace("evidence: [guideline]", "evidence: [case-report]")
         },
         {"demo": "x"},
     )
+    # one source without identifier, one whose URL is only partly verified: no card link
     assert errors == [
-        "rules/demo-rule.yaml:16: citations: at least one citation must carry a DOI, PMID or URL"
+        "rules/demo-rule.yaml:16: citations: at least one citation must carry a verified DOI, "
+        "PMID, URL or trial id (the card's resolvable link)"
     ]
 
 

@@ -92,6 +92,24 @@ declare(
     reducer=R.YesOnly(Ev.CML_LYMPHOID_BLAST, earliest=True),
 )
 declare(
+    "diagnosis.t_all",
+    "tri",
+    "T-lineage ALL / lymphoblastic lymphoma recorded (wording only: no verified code); rules "
+    "for Ph+ B-ALL use it to stay silent. date = earliest evidence.",
+    _YES,
+    sources=(_COND,),
+    reducer=R.YesOnly(Ev.T_ALL, earliest=True),
+)
+declare(
+    "diagnosis.aml",
+    "tri",
+    "Acute myeloid leukemia recorded (SNOMED 91861009, ICD-10-CM C92.0x, wording); rules for "
+    "Ph+ ALL use it to stay silent. date = earliest evidence.",
+    _YES,
+    sources=(_COND,),
+    reducer=R.YesOnly(Ev.AML, earliest=True),
+)
+declare(
     "relapse",
     "tri",
     "Relapse recorded (C91.02, relapse Condition or status, disease-status Observation); date = "

@@ -35,6 +35,8 @@ EMITS = frozenset(
         Ev.B_ALL,
         Ev.CML,
         Ev.CML_LYMPHOID_BLAST,
+        Ev.T_ALL,
+        Ev.AML,
         Ev.PH,
         Ev.RELAPSE,
         Ev.CNS,
@@ -167,6 +169,11 @@ def visit_condition(ctx: Context, c: dict[str, Any]) -> None:
     if cml:
         concept = C.CML if C.CML in m else C.CML_ICD10_BCR_ABL_POSITIVE
         ctx.add(Ev.CML, "yes", date, prov(concept))
+    # other lineages, so that rules for Ph+ B-ALL can stay silent on them
+    if C.T_ALL in m:
+        ctx.add(Ev.T_ALL, "yes", date, prov(C.T_ALL))
+    if C.AML in m:
+        ctx.add(Ev.AML, "yes", date, prov(C.AML))
     # Ph status
     if C.CML_ICD10_BCR_ABL_POSITIVE in m:
         ctx.add(

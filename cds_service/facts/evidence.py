@@ -31,6 +31,8 @@ class Ev(StrEnum):
     B_ALL = "diagnosis.b_all"
     CML = "diagnosis.cml"
     CML_LYMPHOID_BLAST = "diagnosis.cml_lymphoid_blast"
+    T_ALL = "diagnosis.t_all"
+    AML = "diagnosis.aml"
     RELAPSE = "relapse"
     PH = "ph"
     TRANSCRIPT = "bcr_abl1.transcript"
@@ -73,6 +75,8 @@ EVIDENCE_VALUES: Mapping[Ev, frozenset[str]] = MappingProxyType(
         Ev.B_ALL: frozenset({"yes"}),
         Ev.CML: frozenset({"yes"}),
         Ev.CML_LYMPHOID_BLAST: frozenset({"yes"}),
+        Ev.T_ALL: frozenset({"yes"}),
+        Ev.AML: frozenset({"yes"}),
         Ev.RELAPSE: frozenset({"yes"}),
         Ev.PH: frozenset({"positive", "negative"}),
         Ev.TRANSCRIPT: frozenset({"p190", "p210", "other"}),

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import TemplateError
 from pydantic import ValidationError
 
-from ..citations import Registry, parse_registry
+from ..citations import Registry, parse_registry, verified_links
 from ..errors import RuleSetError
 from ..facts.catalogue import FACT_CATALOGUE
 from ..facts.concepts import missing_concepts
@@ -326,13 +326,17 @@ class _RuleChecker:
                 )
                 continue
             levels.update(citation.levels)
-            locatable = locatable or any(
-                x is not None for x in (citation.doi, citation.pmid, citation.url)
-            )
+            locatable = locatable or bool(verified_links(citation))
         if len(set(spec.citations)) != len(spec.citations):
             problems.append((("citations",), "a citation is listed twice"))
         if levels and not locatable:
-            problems.append((("citations",), "at least one citation must carry a DOI, PMID or URL"))
+            problems.append(
+                (
+                    ("citations",),
+                    "at least one citation must carry a verified DOI, PMID, URL or trial id "
+                    "(the card's resolvable link)",
+                )
+            )
         for i, level in enumerate(spec.evidence):
             if levels and level not in levels:
                 problems.append(
