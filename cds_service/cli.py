@@ -1,4 +1,4 @@
-"""The `cds-service` command: serve, check, facts, evaluate, feedback-report."""
+"""The `cds-service` command: serve, check, facts, evaluate, feedback-report, demo, links, synth."""
 
 from __future__ import annotations
 
@@ -183,6 +183,39 @@ def feedback_report() -> None:
             f"{r.overridden:>11} {rate:>6}"
         )
     store.close()
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Loopback address to serve on (nothing else).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the CDS service (0: a free one).")] = 8080,
+    fhir_port: Annotated[int, typer.Option(help="Port of the FHIR server (0: a free one).")] = 8081,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Store of the demo's cards (default: <data dir>/demo).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write what happened as JSON to this file.")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving until Ctrl-C.")
+    ] = True,
+    sandbox_url: Annotated[
+        str, typer.Option(help="The CDS Hooks sandbox to print links for (and allow by CORS).")
+    ] = "https://sandbox.cds-hooks.org/",
+) -> None:
+    """Try it with the CDS Hooks sandbox: the service and a FHIR server with demo patients on
+    this machine, scripted calls with their cards, the sandbox URLs; serves until Ctrl-C."""
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(host, port, fhir_port, data_dir, report, serve, sandbox_url)
+    try:
+        code = run_demo(options)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code=code)
 
 
 def main() -> None:
