@@ -5,8 +5,10 @@ bundles, one fictional patient each. `scenarios` groups those cases by fixture, 
 learns which rules each fixture shows firing or silent and with which orders, from the rule
 set as it is *now* (never from a hand list). `relabel` turns one fixture into a patient that
 can sit beside others on one FHIR server: a new Patient id, every resource id prefixed, every
-reference rewritten. `split_drafts` separates the draft orders a fixture may hold (an EHR
-sends those in the hook context, they are not in its FHIR store).
+reference rewritten. `shift_dates` moves a record's timeline so that a case written for its
+evaluation date reads the same on another day (today, for a live service). `split_drafts`
+separates the draft orders a fixture may hold (an EHR sends those in the hook context, they
+are not in its FHIR store).
 
 Fixtures are found beside the rule set (`<rules_dir>/../fhir_fixtures/...`): in the source
 tree and, since the wheel ships them, in an installed package.
@@ -15,7 +17,9 @@ tree and, since the wheel ships them, in an installed package.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +45,8 @@ class CaseUse:
     order: str | None
     expect: str
     """'fires' or 'silent'."""
+    as_of: dt.date
+    """The evaluation date the case is written for."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ class Scenario:
     def fires(self) -> tuple[CaseUse, ...]:
         return tuple(u for u in self.uses if u.expect == "fires")
 
+    @property
+    def as_of(self) -> dt.date:
+        """The evaluation date of its cases (the first fires case's, when they differ)."""
+        return (self.fires() or self.uses)[0].as_of
+
     def orders(self) -> tuple[str, ...]:
         """The drug orders its cases name, in case order, without repeats."""
         return tuple(dict.fromkeys(u.order for u in self.uses if u.order))
@@ -75,7 +86,7 @@ def scenarios(ruleset: RuleSet) -> list[Scenario]:
             continue
         for case in rule.cases:
             uses.setdefault(case.fixture, []).append(
-                CaseUse(rule.id, case.hook, case.order, case.expect)
+                CaseUse(rule.id, case.hook, case.order, case.expect, case.as_of)
             )
     base = ruleset.rules_dir.parent
     return [Scenario(f, base / f, tuple(u)) for f, u in uses.items()]
@@ -150,6 +161,78 @@ def _rewrite(node: Any, renamed: Mapping[str, str]) -> Any:
         return result
     if isinstance(node, list):
         return [_rewrite(item, renamed) for item in node]
+    return node
+
+
+# -- dates -------------------------------------------------------------------------------------
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(T.*)?)?)?$")
+_DATE_KEYS = frozenset(
+    {
+        "date",
+        "start",
+        "end",
+        "issued",
+        "authoredOn",
+        "recorded",
+        "lastUpdated",
+        "dateAsserted",
+        "dateWritten",
+        "whenHandedOver",
+        "whenPrepared",
+        "created",
+    }
+)
+
+
+def _is_date_key(key: str) -> bool:
+    return key in _DATE_KEYS or key.endswith(("DateTime", "Date", "Instant"))
+
+
+def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + months
+    return index // 12, index % 12 + 1
+
+
+def shift_date(value: str, days: int) -> str:
+    """A FHIR date / dateTime / instant moved by `days`, keeping its precision and time of day.
+
+    A month-precision date moves by the nearest whole number of months, a year by whole years,
+    so that "2024-03" stays a month and "2019" a year."""
+    match = _DATE.match(value)
+    if match is None:
+        return value
+    year_s, month_s, day_s, rest = match.groups()
+    year = int(year_s)
+    if month_s is None:
+        return f"{year + round(days / 365.25):04d}"
+    month = int(month_s)
+    if day_s is None:
+        y, m = _add_months(year, month, round(days / 30.436875))
+        return f"{y:04d}-{m:02d}"
+    try:
+        day = dt.date(year, month, int(day_s))
+    except ValueError:
+        return value
+    moved = day + dt.timedelta(days=days)
+    return moved.isoformat() + (rest or "")
+
+
+def shift_dates(resources: Sequence[Resource], days: int) -> list[Resource]:
+    """Deep copies with every date element moved by `days` (see `shift_date`)."""
+    if days == 0:
+        return [copy.deepcopy(r) for r in resources]
+    return [_shift(r, days) for r in resources]
+
+
+def _shift(node: Any, days: int) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: shift_date(v, days) if isinstance(v, str) and _is_date_key(k) else _shift(v, days)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_shift(item, days) for item in node]
     return node
 
 

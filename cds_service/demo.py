@@ -48,6 +48,7 @@ from .case_patients import (
     fhir_id,
     relabel,
     scenarios,
+    shift_dates,
     split_drafts,
     tki_ingredients,
 )
@@ -173,9 +174,10 @@ def ingredient_of(ruleset: RuleSet, text: str | None, among: Sequence[str]) -> s
     return next((i for i in among if i in found), None)
 
 
-def demo_patients(ruleset: RuleSet) -> list[DemoPatient]:
+def demo_patients(ruleset: RuleSet, today: dt.date) -> list[DemoPatient]:
     """One patient per fixture of an enabled rule's `fires` case on patient-view, or on
-    order-select with a TKI; the TKI ordered is the one its cases order first."""
+    order-select with a TKI; the TKI ordered is the one its cases order first. Each record's
+    dates are moved so that `today` stands where its cases' evaluation date stood."""
     tkis = tki_ingredients()
     out: list[DemoPatient] = []
     for index, scenario in enumerate(scenarios(ruleset)):
@@ -191,7 +193,9 @@ def demo_patients(ruleset: RuleSet) -> list[DemoPatient]:
         tki = next((i for i in ordered if i), tkis[0])
         stem = scenario.stem.removeprefix("fires-").removeprefix("silent-")
         patient_id = fhir_id(f"demo-{stem}")
-        record, _drafts = split_drafts(relabel(scenario.resources(), patient_id, f"d{index:02d}"))
+        relabelled = relabel(scenario.resources(), patient_id, f"d{index:02d}")
+        moved = shift_dates(relabelled, (today - scenario.as_of).days)
+        record, _drafts = split_drafts(moved)
         rules = tuple(dict.fromkeys(u.rule_id for u in shown))
         out.append(DemoPatient(patient_id, scenario, record, tki, rules))
     return out
@@ -377,13 +381,14 @@ def run_demo(
     data_dir = options.data_dir or base_settings.data_dir / "demo"
     ruleset = load_ruleset(rules_dir(base_settings), cards_dir(base_settings))
     renderer = CardRenderer(ruleset, cards_dir(base_settings))
-    patients = demo_patients(ruleset)
+    today = dt.datetime.now(dt.UTC).date()
+    patients = demo_patients(ruleset, today)
     if not patients:
         raise DemoError("the rule set has no fires case on patient-view or a TKI order to show")
     profile = sandbox.load_profile()
     origins = tuple(dict.fromkeys([*profile.cors_origins, sandbox.origin_of(options.sandbox_url)]))
     demo = _Demo(
-        options, printer, say, host, data_dir, ruleset, renderer, patients, profile, origins
+        options, printer, say, host, data_dir, ruleset, renderer, patients, profile, origins, today
     )
     report: DemoReport | None = None
     with _stop_signals(), ExitStack() as stack:
@@ -414,6 +419,7 @@ class _Demo:
     patients: list[DemoPatient]
     profile: sandbox.Profile
     cors_origins: tuple[str, ...]
+    today: dt.date
 
     def start_and_call(self, stack: ExitStack) -> tuple[ServiceThread, DemoReport]:
         """Start the FHIR server and the service (each stopped by `stack`), make the calls."""
@@ -453,7 +459,7 @@ class _Demo:
         stack.callback(service.stop)
         service.start()
 
-        today = dt.datetime.now(dt.UTC).date()
+        today = self.today
         discovery = f"{base_url}/cds-services"
         report = DemoReport(discovery, discovery, fhir.base_url, today.isoformat())
         p = self.printer

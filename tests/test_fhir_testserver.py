@@ -216,3 +216,26 @@ def test_missing_npm_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         fhir_testserver.ensure_installed(cache=tmp_path / "cache")
     with pytest.raises(FHIRServerError, match="node is not on PATH"):
         fhir_testserver.node_executable()
+
+
+def test_first_use_installs_the_npm_packages_into_the_cache_and_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an installed wheel does: the shipped script and lock file, no node_modules yet.
+    (Real `npm ci` against the npm registry, once, into a fresh cache folder.)"""
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    real = fhir_testserver.source_dir()
+    for name in fhir_testserver._SHIPPED:
+        (shipped / name).write_bytes((real / name).read_bytes())
+    monkeypatch.setattr(fhir_testserver, "source_dir", lambda: shipped)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    said: list[str] = []
+    installed = fhir_testserver.ensure_installed(say=said.append)
+    assert installed.parent == tmp_path / "cache" / "phall-cds" / "fhir-server"
+    assert fhir_testserver.is_installed(installed) and said and "first run only" in said[0]
+    assert not list(installed.parent.glob("*.partial-*"))
+    assert fhir_testserver.ensure_installed(say=said.append) == installed and len(said) == 1
+    with running_fhir_server(_resources(), None) as srv:
+        assert srv.process.args[1] == str(installed / "server.mjs")  # type: ignore[index]
+        assert httpx.get(f"{srv.base_url}/Patient/{PATIENT}").json()["id"] == PATIENT
