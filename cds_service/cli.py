@@ -186,6 +186,31 @@ def feedback_report() -> None:
 
 
 @app.command()
+def links(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    hosts: Annotated[
+        bool, typer.Option("--hosts", help="Only the host names, one per line.")
+    ] = False,
+    include_disabled: Annotated[
+        bool, typer.Option("--include-disabled", help="Also the links of disabled rules.")
+    ] = False,
+) -> None:
+    """Every URL and host a card can carry, for EHRs that allow-list card links."""
+    from .links import card_links, format_links
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+
+    settings = Settings()
+    try:
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+    except CDSError as exc:
+        _fail(exc)
+        return
+    found = card_links(ruleset, cards_dir(settings), include_disabled=include_disabled)
+    typer.echo(format_links(found, as_json=as_json, hosts_only=hosts))
+
+
+@app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Loopback address to serve on (nothing else).")] = (
         "127.0.0.1"
