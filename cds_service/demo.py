@@ -20,6 +20,7 @@ It refuses to bind anything but a loopback address: the profile trusts a key any
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -60,6 +61,7 @@ from .paths import cards_dir, rules_dir
 from .ruleset.loader import RuleSet, load_ruleset
 from .settings import Settings
 from .terminology import concept_ids
+from .trusted_clients import TrustedClient
 
 log = logging.getLogger("cds_service.demo")
 
@@ -313,10 +315,16 @@ def _stop_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def runtime_trusted_clients(profile: sandbox.Profile, key: ClientKey) -> dict[str, Any]:
-    """The profile's trusted clients plus this run's scripted client."""
+def runtime_trusted_clients(
+    profile: sandbox.Profile, key: ClientKey, fhir_server: str
+) -> dict[str, Any]:
+    """The profile's trusted clients plus this run's scripted client; where the service keeps
+    a FHIR-server allow-list per client (`fhir_servers`), each may reach the demo's server."""
     clients = [dict(c) for c in profile.trusted_clients.get("clients", [])]
     clients.append(key.trusted_entry("cds-service demo: scripted calls (key made for this run)"))
+    if "fhir_servers" in {f.name for f in dataclasses.fields(TrustedClient)}:
+        for client in clients:
+            client["fhir_servers"] = [fhir_server]
     return {"clients": clients}
 
 
@@ -444,7 +452,7 @@ class _Demo:
 
         key = ClientKey.generate(TERMINAL_ISS)
         trusted = tmp / "trusted-clients.yaml"
-        document = runtime_trusted_clients(self.profile, key)
+        document = runtime_trusted_clients(self.profile, key, fhir.base_url)
         trusted.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
         settings = apply_profile(
             self.profile,
