@@ -211,6 +211,58 @@ def links(
 
 
 @app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the kit into (new or empty).")],
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 100,
+    fmt: Annotated[
+        str, typer.Option("--format", help="bundle (transactions) or ndjson (Bulk Data).")
+    ] = "bundle",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same kit.")] = 0,
+    as_of: Annotated[
+        str | None, typer.Option(help="The day the EHR will call, YYYY-MM-DD (default today).")
+    ] = None,
+) -> None:
+    """Fictional Ph+ ALL patients and controls covering every rule both ways, with the cards
+    this rule set gives each (expected.json), for testing an EHR integration."""
+    from .cards import CardRenderer
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+    from .synth.kit import SynthOptions, build_kit
+    from .synth.write import FORMATS, write_kit
+
+    if fmt not in FORMATS:
+        typer.echo(f"error: --format must be one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(code=2)
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else dt.datetime.now(dt.UTC).date()
+    except ValueError:
+        typer.echo(f"error: --as-of {as_of!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(code=2) from None
+    settings = Settings()
+    try:
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+        renderer = CardRenderer(ruleset, cards_dir(settings))
+        kit = build_kit(ruleset, renderer, SynthOptions(patients, day, seed))
+        write_kit(kit, out, fmt)  # type: ignore[arg-type]
+    except CDSError as exc:
+        _fail(exc)
+        return
+    calls = sum(len(p.calls) for p in kit.patients)
+    controls = sum(p.kind == "control" for p in kit.patients)
+    typer.echo(
+        f"{len(kit.patients)} patients ({controls} controls), {calls} calls, as of "
+        f"{day.isoformat()}, seed {seed}: {out}"
+    )
+    for rule_id, seen in kit.coverage().items():
+        typer.echo(
+            f"  {rule_id:40} fires for {len(seen['fires']):4}, silent for {len(seen['silent']):4}"
+        )
+    for p in kit.patients:
+        if p.rebuilt:
+            typer.echo(f"  note: {p.id}: {p.rebuilt}")
+
+
+@app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Loopback address to serve on (nothing else).")] = (
         "127.0.0.1"

@@ -402,14 +402,14 @@ def bulk(
         lcode, display, unit, ucum, low, high, typical, spread = LABS[n % len(LABS)]
         value = max(rng.gauss(typical, spread), 0.01)
         flag = "L" if value < low else "H" if value > high else "N"
-        code = coding(LOINC, lcode, display) if lcode else coding(LOCAL_LAB, f"PLT{n % 3}", display)
+        lab = coding(LOINC, lcode, display) if lcode else coding(LOCAL_LAB, f"PLT{n % 3}", display)
         return observation(
             pid,
             f"lab-{n:06d}",
             n,
             day,
             ("laboratory", "Laboratory"),
-            {"coding": [code], "text": display.split(" [")[0]},
+            {"coding": [lab], "text": display.split(" [")[0]},
             {
                 "valueQuantity": quantity(value, unit, ucum),
                 "interpretation": [{"coding": [coding(INTERP, flag, flag)]}],
