@@ -222,8 +222,10 @@ def synth(
         str | None, typer.Option(help="The day the EHR will call, YYYY-MM-DD (default today).")
     ] = None,
 ) -> None:
-    """Fictional Ph+ ALL patients and controls covering every rule both ways, with the cards
-    this rule set gives each (expected.json), for testing an EHR integration."""
+    """Test patients covering every rule both ways, with the cards each should get.
+
+    Fictional Ph+ ALL patients (from the enabled rules' own cases) and non-leukemia controls,
+    as transaction Bundles or a Bulk Data export, with expected.json."""
     from .cards import CardRenderer
     from .paths import cards_dir, rules_dir
     from .ruleset.loader import load_ruleset
@@ -282,8 +284,10 @@ def demo(
         str, typer.Option(help="The CDS Hooks sandbox to print links for (and allow by CORS).")
     ] = "https://sandbox.cds-hooks.org/",
 ) -> None:
-    """Try it with the CDS Hooks sandbox: the service and a FHIR server with demo patients on
-    this machine, scripted calls with their cards, the sandbox URLs; serves until Ctrl-C."""
+    """Try it with the CDS Hooks sandbox, on this machine, until Ctrl-C.
+
+    Starts the service and a FHIR server with demo patients (loopback only), makes scripted
+    calls and prints their cards, then prints sandbox URLs for the demo patients."""
     from .demo import DemoOptions, run_demo
 
     options = DemoOptions(host, port, fhir_port, data_dir, report, serve, sandbox_url)
