@@ -268,34 +268,59 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ServiceThread:
-    """The ASGI app under uvicorn, in a thread, on an already bound socket."""
+class ServiceRunner:
+    """The ASGI app under uvicorn in the main thread, on an already bound socket.
+
+    uvicorn handles Ctrl-C and SIGTERM there (graceful shutdown), SIGHUP is routed to the same
+    shutdown; `work` runs in a thread once the server is serving (the scripted calls)."""
 
     def __init__(self, app: Any, sock: socket.socket) -> None:
         import uvicorn
 
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [sock]}, name="cds-service", daemon=True
-        )
-
-    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise DemoError("the CDS service did not start; see the log above")
-            time.sleep(0.05)
-
-    def wait(self) -> None:
-        """Block until the server stops (Ctrl-C arrives in the main thread meanwhile)."""
-        while self.thread.is_alive():
-            self.thread.join(0.5)
+        self.sock = sock
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(15)
+
+    def serve(self, work: Callable[[], None], timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Serve until stopped; raise _Stop when a signal stopped it, or what `work` raised."""
+        errors: list[BaseException] = []
+        signals: list[int] = []
+
+        def run_work() -> None:
+            deadline = time.monotonic() + timeout
+            while not self.server.started:
+                if self.server.should_exit or time.monotonic() > deadline:
+                    errors.append(DemoError("the CDS service did not start; see the log above"))
+                    self.stop()
+                    return
+                time.sleep(0.05)
+            try:
+                work()
+            except Exception as exc:
+                errors.append(exc)
+                self.stop()
+
+        def noted(signum: int, _frame: FrameType | None) -> None:
+            signals.append(signum)  # uvicorn re-raises the signals it shut down on
+            self.stop()
+
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, noted) for s in handled}
+        worker = threading.Thread(target=run_work, name="demo-calls", daemon=True)
+        worker.start()
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            worker.join(10)
+        if signals:
+            raise _Stop(signal.Signals(signals[0]).name)
+        if errors:
+            raise errors[0]
 
 
 class _Stop(Exception):
@@ -398,21 +423,27 @@ def run_demo(
     demo = _Demo(
         options, printer, say, host, data_dir, ruleset, renderer, patients, profile, origins, today
     )
-    report: DemoReport | None = None
+    done: list[DemoReport] = []
     with _stop_signals(), ExitStack() as stack:
         try:
-            service, report = demo.start_and_call(stack)
-            if options.serve:
-                printer.line()
-                printer.line(printer.paint("Serving until Ctrl-C.", "1"))
-                service.wait()
+            runner, calls = demo.start(stack)
+
+            def work() -> None:
+                done.append(calls())
+                if options.serve:
+                    printer.line()
+                    printer.line(printer.paint("Serving until Ctrl-C.", "1"))
+                else:
+                    runner.stop()
+
+            runner.serve(work)
         except (KeyboardInterrupt, _Stop):
             printer.line()
         printer.line("stopping the CDS service and the FHIR server ...")
     printer.line("stopped.")
-    if report is None:
+    if not done:
         return 130
-    return 0 if report.ok else 1
+    return 0 if done[0].ok else 1
 
 
 @dataclass
@@ -429,8 +460,9 @@ class _Demo:
     cors_origins: tuple[str, ...]
     today: dt.date
 
-    def start_and_call(self, stack: ExitStack) -> tuple[ServiceThread, DemoReport]:
-        """Start the FHIR server and the service (each stopped by `stack`), make the calls."""
+    def start(self, stack: ExitStack) -> tuple[ServiceRunner, Callable[[], DemoReport]]:
+        """Start the FHIR server and build the service (each stopped by `stack`); the runner
+        to serve it, and the scripted calls to make once it serves."""
         from .api import create_app
         from .logs import configure_logging
 
@@ -463,27 +495,29 @@ class _Demo:
         )
         configure_logging(settings.log_level)
         log.warning(sandbox.PUBLIC_KEY_WARNING)
-        service = ServiceThread(create_app(settings), sock)
-        stack.callback(service.stop)
-        service.start()
+        runner = ServiceRunner(create_app(settings), sock)
+        stack.callback(runner.stop)
+        return runner, lambda: self._calls(base_url, fhir.base_url, len(resources), key)
 
+    def _calls(self, base_url: str, fhir_url: str, resources: int, key: ClientKey) -> DemoReport:
+        """The scripted calls, the printed cards and sandbox URLs (the service is serving)."""
         today = self.today
         discovery = f"{base_url}/cds-services"
-        report = DemoReport(discovery, discovery, fhir.base_url, today.isoformat())
+        report = DemoReport(discovery, discovery, fhir_url, today.isoformat())
         p = self.printer
         p.line(p.paint("phall-cds demo: the CDS Hooks sandbox against this service", "1"))
         p.line()
         p.line(p.paint("!! " + sandbox.PUBLIC_KEY_WARNING, "1;33"))
         p.line()
         p.line(
-            f"FHIR server  {fhir.base_url}  ({len(self.patients)} demo patients, "
-            f"{len(resources)} resources, from the rules' own test cases)"
+            f"FHIR server  {fhir_url}  ({len(self.patients)} demo patients, "
+            f"{resources} resources, from the rules' own test cases)"
         )
         p.line(f"CDS service  {discovery}  (cards issued are stored in {self.data_dir})")
         p.line()
         p.line("Scripted calls, made as the sandbox makes them (prefetch from the FHIR server,")
         p.line("a signed client JWT):")
-        with ScriptedClient(base_url, fhir.base_url, key) as client:
+        with ScriptedClient(base_url, fhir_url, key) as client:
             for patient in self.patients:
                 p.line()
                 p.line(f"  {p.paint(patient.id, '1')}  ({patient.scenario.fixture})")
@@ -498,14 +532,14 @@ class _Demo:
                     "rules": list(patient.rules),
                     "tki": patient.tki,
                     "sandbox": _sandbox_urls(
-                        self.options.sandbox_url, patient, fhir.base_url, discovery
+                        self.options.sandbox_url, patient, fhir_url, discovery
                     ),
                 }
             )
         self._urls(report)
         if self.options.report is not None:
             self.options.report.write_text(json.dumps(report.dump(), indent=2), "utf-8")
-        return service, report
+        return report
 
     def _summary(self, report: DemoReport) -> None:
         p = self.printer

@@ -192,9 +192,7 @@ def _read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float) -> s
     raise AssertionError(f"the demo never printed {marker!r}:\n{''.join(seen)}")
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
-    tmp = tmp_path_factory.mktemp("demo")
+def _start_demo(tmp: Path) -> RunningDemo:
     report = tmp / "report.json"
     stderr = tmp / "demo.log"
     with stderr.open("wb") as err:
@@ -207,17 +205,48 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
             bufsize=0,  # unbuffered: select() must see every line the demo writes
         )
     try:
-        try:
-            out = _read_until(proc, SERVING, STARTUP_SECONDS)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- log ---\n{stderr.read_text()[-4000:]}") from None
-        yield RunningDemo(proc, out, stderr, json.loads(report.read_text("utf-8")))
+        out = _read_until(proc, SERVING, STARTUP_SECONDS)
+    except AssertionError as exc:
+        _end(proc)
+        raise AssertionError(f"{exc}\n--- log ---\n{stderr.read_text()[-4000:]}") from None
+    return RunningDemo(proc, out, stderr, json.loads(report.read_text("utf-8")))
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _stops_cleanly(demo: RunningDemo, sig: signal.Signals) -> None:
+    started = _descendants(demo.proc.pid)
+    assert started, "the demo runs the FHIR server as a child process"
+    service = urlsplit(demo.report["discovery"])
+    fhir = urlsplit(demo.report["fhirServer"])
+    demo.proc.send_signal(sig)
+    assert demo.proc.wait(timeout=30) == 0
+    assert demo.proc.stdout is not None
+    tail = demo.proc.stdout.read().decode()
+    assert "stopped." in tail
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in started if _alive(p)], "a process the demo started is still running"
+    for parts in (service, fhir):
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect((parts.hostname or "", parts.port or 0))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    running = _start_demo(tmp_path_factory.mktemp("demo"))
+    try:
+        yield running
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _end(running.proc)
 
 
 @pytest.mark.e2e
@@ -390,21 +419,14 @@ def test_the_sandbox_itself_gets_the_critical_card(demo: RunningDemo) -> None:
 
 @pytest.mark.e2e
 def test_ctrl_c_stops_everything_the_demo_started(demo: RunningDemo) -> None:
-    """Last in this module: it ends the demo."""
-    started = _descendants(demo.proc.pid)
-    assert started, "the demo runs the FHIR server as a child process"
-    service = urlsplit(demo.report["discovery"])
-    fhir = urlsplit(demo.report["fhirServer"])
-    demo.proc.send_signal(signal.SIGINT)
-    assert demo.proc.wait(timeout=30) == 0
-    assert demo.proc.stdout is not None
-    tail = demo.proc.stdout.read().decode()
-    assert "stopped." in tail
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in started) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in started if _alive(p)], "a process the demo started is still running"
-    for parts in (service, fhir):
-        with socket.socket() as s, pytest.raises(OSError):
-            s.settimeout(2)
-            s.connect((parts.hostname or "", parts.port or 0))
+    """Last of the tests on the shared demo: it ends it."""
+    _stops_cleanly(demo, signal.SIGINT)
+
+
+@pytest.mark.e2e
+def test_sigterm_stops_everything_too(tmp_path: Path) -> None:
+    running = _start_demo(tmp_path)
+    try:
+        _stops_cleanly(running, signal.SIGTERM)
+    finally:
+        _end(running.proc)
