@@ -39,6 +39,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cds_service.synth import noise
+
 Resource = dict[str, Any]
 
 HOOKS: tuple[str, ...] = ("order-select", "order-sign", "patient-view")
@@ -47,252 +49,27 @@ PATIENT_ID = "pt-bench-1"
 EHR_BASE = "https://ehr.example.org/fhir"
 SELECTED_DRUG = "dasatinib"
 
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 HGNC = "http://www.genenames.org"
-UCUM = "http://unitsofmeasure.org"
-LOCAL_LAB = "urn:oid:2.16.840.1.113883.19.5.99999.1"  # example.org-style local code system
-OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
-COND_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-COND_VERIF = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-INTERP = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
-VERIFIED_NOTE = (
-    "routine-lab LOINC codes seen in published FHIR IGs: 6690-2, 718-7, 2160-0, 2951-2, "
-    "2823-3, 1742-6, 1920-8, 1975-2; vital signs from the FHIR R4 vital-signs value set"
+# The record noise (vitals, routine labs, supportive medication, minor problems) and the
+# resource builders live in the package, shared with `cds-service synth`.
+LOINC, VERIFIED_NOTE = noise.LOINC, noise.VERIFIED_NOTE
+SUPPORTIVE_MEDS, MINOR_PROBLEMS, BULK_MIX = (
+    noise.SUPPORTIVE_MEDS,
+    noise.MINOR_PROBLEMS,
+    noise.BULK_MIX,
 )
+_meta, _coding, _quantity = noise.meta, noise.coding, noise.quantity
+_observation, _condition, _procedure = noise.observation, noise.condition, noise.procedure
+_med_request, _med_statement, _med_admin = noise.med_request, noise.med_statement, noise.med_admin
 
 # The story ends here; every date in a record lies before it.
 RECORD_END = dt.date(2025, 5, 31)
 DIAGNOSIS = dt.date(2022, 3, 14)
 DASATINIB_START = dt.date(2023, 1, 9)
 RELAPSE = dt.date(2024, 11, 2)
-
-DRUGS: Mapping[str, tuple[str, str]] = {
-    "imatinib": ("282388", "imatinib"),
-    "dasatinib": ("475342", "dasatinib"),
-    "blinatumomab": ("1597258", "blinatumomab"),
-}
-
-# (code or None for a local code, display, unit, UCUM unit, low, high, typical, spread)
-LABS: tuple[tuple[str | None, str, str, str, float, float, float, float], ...] = (
-    (
-        "6690-2",
-        "Leukocytes [#/volume] in Blood by Automated count",
-        "10*3/uL",
-        "10*3/uL",
-        4.0,
-        11.0,
-        3.2,
-        1.5,
-    ),
-    ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", "g/dL", 12.0, 16.0, 10.1, 1.2),
-    (None, "Platelets (PLT), blood", "10*3/uL", "10*3/uL", 150.0, 400.0, 120.0, 40.0),
-    (
-        "2160-0",
-        "Creatinine [Mass/volume] in Serum or Plasma",
-        "mg/dL",
-        "mg/dL",
-        0.6,
-        1.2,
-        0.9,
-        0.15,
-    ),
-    (
-        "2951-2",
-        "Sodium [Moles/volume] in Serum or Plasma",
-        "mmol/L",
-        "mmol/L",
-        135.0,
-        145.0,
-        139.0,
-        2.0,
-    ),
-    (
-        "2823-3",
-        "Potassium [Moles/volume] in Serum or Plasma",
-        "mmol/L",
-        "mmol/L",
-        3.5,
-        5.1,
-        4.1,
-        0.3,
-    ),
-    (
-        "1742-6",
-        "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma",
-        "U/L",
-        "U/L",
-        7.0,
-        56.0,
-        31.0,
-        9.0,
-    ),
-    (
-        "1920-8",
-        "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma",
-        "U/L",
-        "U/L",
-        10.0,
-        40.0,
-        27.0,
-        7.0,
-    ),
-    (
-        "1975-2",
-        "Bilirubin.total [Mass/volume] in Serum or Plasma",
-        "mg/dL",
-        "mg/dL",
-        0.1,
-        1.2,
-        0.6,
-        0.2,
-    ),
-)
-
-# (LOINC, display, unit, UCUM unit, typical, spread)
-VITALS: tuple[tuple[str, str, str, str, float, float], ...] = (
-    ("8867-4", "Heart rate", "beats/minute", "/min", 78.0, 9.0),
-    ("9279-1", "Respiratory rate", "breaths/minute", "/min", 16.0, 2.0),
-    ("8310-5", "Body temperature", "Cel", "Cel", 36.9, 0.4),
-    ("29463-7", "Body weight", "kg", "kg", 71.0, 1.5),
-)
-
-SUPPORTIVE_MEDS: tuple[str, ...] = (
-    "ondansetron 8 mg oral tablet",
-    "acyclovir 400 mg oral tablet",
-    "sulfamethoxazole 800 mg / trimethoprim 160 mg oral tablet",
-    "allopurinol 300 mg oral tablet",
-    "pantoprazole 40 mg delayed release oral tablet",
-    "posaconazole 100 mg delayed release oral tablet",
-    "levofloxacin 500 mg oral tablet",
-    "amlodipine 5 mg oral tablet",
-    "potassium chloride 20 mEq extended release oral tablet",
-    "dexamethasone 4 mg oral tablet",
-)
-
-MINOR_PROBLEMS: tuple[str, ...] = (
-    "Febrile neutropenia",
-    "Chemotherapy-induced nausea",
-    "Oral mucositis",
-    "Iron deficiency",
-    "Insomnia",
-)
-
-# Share of the bulk per kind; the rest of the record is the fixed clinical core.
-BULK_MIX: tuple[tuple[str, float], ...] = (
-    ("vital", 0.42),
-    ("lab", 0.33),
-    ("med_admin", 0.12),
-    ("med_request", 0.06),
-    ("med_statement", 0.02),
-    ("procedure", 0.03),
-    ("condition", 0.02),
-)
-
-
-# -- shared pieces ------------------------------------------------------------------------------
-
-
-def _ref(pid: str) -> dict[str, str]:
-    return {"reference": f"Patient/{pid}", "display": "Testperson, Alex"}
-
-
-def _meta(day: dt.date, n: int) -> dict[str, Any]:
-    return {
-        "versionId": str(1 + n % 3),
-        "lastUpdated": f"{day.isoformat()}T{8 + n % 10:02d}:{n % 60:02d}:00Z",
-        "source": "#ehr-bench",
-    }
-
-
-def _ident(kind: str, n: int) -> list[dict[str, str]]:
-    return [{"system": f"https://ehr.example.org/ids/{kind}", "value": f"{kind}-{n:07d}"}]
-
-
-def _coding(system: str, code: str, display: str) -> dict[str, str]:
-    return {"system": system, "code": code, "display": display}
-
-
-def _when(day: dt.date, n: int) -> str:
-    return f"{day.isoformat()}T{7 + n % 12:02d}:{(n * 7) % 60:02d}:00Z"
-
-
-def _category(code: str, display: str) -> list[dict[str, Any]]:
-    return [{"coding": [_coding(OBS_CAT, code, display)], "text": display}]
-
-
-def _observation(
-    pid: str,
-    oid: str,
-    n: int,
-    day: dt.date,
-    category: tuple[str, str],
-    code: dict[str, Any],
-    value: dict[str, Any],
-) -> Resource:
-    return {
-        "resourceType": "Observation",
-        "id": oid,
-        "meta": _meta(day, n),
-        "identifier": _ident("obs", n),
-        "status": "final",
-        "category": _category(*category),
-        "code": code,
-        "subject": _ref(pid),
-        "encounter": {"reference": f"Encounter/enc-{n // 6:05d}"},
-        "effectiveDateTime": _when(day, n),
-        "issued": f"{day.isoformat()}T18:30:00Z",
-        "performer": [{"reference": "Organization/lab-1", "display": "Central Laboratory"}],
-        **value,
-    }
-
-
-def _quantity(value: float, unit: str, ucum: str) -> dict[str, Any]:
-    return {"value": round(value, 2), "unit": unit, "system": UCUM, "code": ucum}
-
-
-def _med_concept(drug: str) -> dict[str, Any]:
-    if drug in DRUGS:
-        code, name = DRUGS[drug]
-        return {"coding": [_coding(RXNORM, code, name)], "text": name}
-    return {"text": drug}
-
-
-def _condition(
-    pid: str,
-    cid: str,
-    n: int,
-    code: dict[str, Any],
-    onset: dt.date,
-    status: str = "active",
-) -> Resource:
-    return {
-        "resourceType": "Condition",
-        "id": cid,
-        "meta": _meta(onset, n),
-        "identifier": _ident("cond", n),
-        "clinicalStatus": {"coding": [_coding(COND_CLINICAL, status, status.title())]},
-        "verificationStatus": {"coding": [_coding(COND_VERIF, "confirmed", "Confirmed")]},
-        "category": [
-            {
-                "coding": [
-                    _coding(
-                        "http://terminology.hl7.org/CodeSystem/condition-category",
-                        "problem-list-item",
-                        "Problem List Item",
-                    )
-                ]
-            }
-        ],
-        "code": code,
-        "subject": _ref(pid),
-        "onsetDateTime": onset.isoformat(),
-        "recordedDate": onset.isoformat(),
-    }
-
 
 # -- the clinical core -------------------------------------------------------------------------
 
@@ -501,148 +278,8 @@ def _core(pid: str, series: int, csf: int) -> list[Resource]:
     return out
 
 
-def _med_request(
-    pid: str,
-    rid: str,
-    n: int,
-    drug: str,
-    start: dt.date,
-    status: str,
-    end: dt.date | None = None,
-) -> Resource:
-    period: dict[str, str] = {"start": start.isoformat()}
-    if end is not None:
-        period["end"] = end.isoformat()
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "meta": _meta(start, n),
-        "identifier": _ident("rx", n),
-        "status": status,
-        "intent": "order",
-        "medicationCodeableConcept": _med_concept(drug),
-        "subject": _ref(pid),
-        "authoredOn": start.isoformat(),
-        "requester": {"reference": "Practitioner/doc-1", "display": "Dr. Example"},
-        "dosageInstruction": [
-            {
-                "text": "take as directed, once daily",
-                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                "route": {"text": "oral"},
-            }
-        ],
-        "dispenseRequest": {"validityPeriod": period, "numberOfRepeatsAllowed": 3},
-    }
-
-
-def _med_statement(
-    pid: str,
-    sid: str,
-    n: int,
-    drug: str,
-    start: dt.date,
-    status: str,
-    end: dt.date | None = None,
-) -> Resource:
-    period: dict[str, str] = {"start": start.isoformat()}
-    if end is not None:
-        period["end"] = end.isoformat()
-    return {
-        "resourceType": "MedicationStatement",
-        "id": sid,
-        "meta": _meta(start, n),
-        "identifier": _ident("ms", n),
-        "status": status,
-        "medicationCodeableConcept": _med_concept(drug),
-        "subject": _ref(pid),
-        "effectivePeriod": period,
-        "dateAsserted": start.isoformat(),
-        "informationSource": {"reference": "Practitioner/doc-1", "display": "Dr. Example"},
-        "dosage": [{"text": "as directed", "route": {"text": "oral"}}],
-    }
-
-
-def _med_admin(pid: str, aid: str, n: int, drug: str, day: dt.date) -> Resource:
-    return {
-        "resourceType": "MedicationAdministration",
-        "id": aid,
-        "meta": _meta(day, n),
-        "identifier": _ident("mar", n),
-        "status": "completed",
-        "medicationCodeableConcept": _med_concept(drug),
-        "subject": _ref(pid),
-        "context": {"reference": f"Encounter/enc-{n // 6:05d}"},
-        "effectiveDateTime": _when(day, n),
-        "performer": [{"actor": {"reference": "Practitioner/rn-2", "display": "Nurse Example"}}],
-        "dosage": {"text": "given as ordered", "route": {"text": "per protocol"}},
-    }
-
-
-def _procedure(pid: str, pid_: str, n: int, text: str, day: dt.date) -> Resource:
-    return {
-        "resourceType": "Procedure",
-        "id": pid_,
-        "meta": _meta(day, n),
-        "identifier": _ident("proc", n),
-        "status": "completed",
-        "code": {"text": text},
-        "subject": _ref(pid),
-        "performedDateTime": _when(day, n),
-        "performer": [{"actor": {"reference": "Practitioner/doc-1", "display": "Dr. Example"}}],
-        "location": {"display": "Hematology day unit"},
-    }
-
-
-# -- the bulk ----------------------------------------------------------------------------------
-
-
 def _bulk(pid: str, kind: str, n: int, day: dt.date, rng: random.Random) -> Resource:
-    if kind == "vital":
-        code, display, unit, ucum, typical, spread = VITALS[n % len(VITALS)]
-        return _observation(
-            pid,
-            f"vital-{n:06d}",
-            n,
-            day,
-            ("vital-signs", "Vital Signs"),
-            {"coding": [_coding(LOINC, code, display)], "text": display},
-            {"valueQuantity": _quantity(rng.gauss(typical, spread), unit, ucum)},
-        )
-    if kind == "lab":
-        lcode, display, unit, ucum, low, high, typical, spread = LABS[n % len(LABS)]
-        value = max(rng.gauss(typical, spread), 0.01)
-        flag = "L" if value < low else "H" if value > high else "N"
-        coding = (
-            _coding(LOINC, lcode, display) if lcode else _coding(LOCAL_LAB, f"PLT{n % 3}", display)
-        )
-        return _observation(
-            pid,
-            f"lab-{n:06d}",
-            n,
-            day,
-            ("laboratory", "Laboratory"),
-            {"coding": [coding], "text": display.split(" [")[0]},
-            {
-                "valueQuantity": _quantity(value, unit, ucum),
-                "interpretation": [{"coding": [_coding(INTERP, flag, flag)]}],
-                "referenceRange": [
-                    {"low": _quantity(low, unit, ucum), "high": _quantity(high, unit, ucum)}
-                ],
-            },
-        )
-    drug = SUPPORTIVE_MEDS[n % len(SUPPORTIVE_MEDS)]
-    if kind == "med_admin":
-        return _med_admin(pid, f"mar-{n:06d}", n, drug, day)
-    if kind == "med_request":
-        status = "active" if day > RECORD_END - dt.timedelta(days=60) else "completed"
-        return _med_request(pid, f"rx-{n:06d}", n, drug, day, status)
-    if kind == "med_statement":
-        return _med_statement(pid, f"ms-{n:06d}", n, drug, day, "completed", day)
-    if kind == "procedure":
-        text = "Transfusion of red blood cells" if n % 2 else "Transfusion of platelets"
-        return _procedure(pid, f"proc-{n:06d}", n, text, day)
-    problem = MINOR_PROBLEMS[n % len(MINOR_PROBLEMS)]
-    return _condition(pid, f"cond-{n:06d}", n, {"text": problem}, day, "resolved")
+    return noise.bulk(pid, kind, n, day, rng, active_after=RECORD_END - dt.timedelta(days=60))
 
 
 def generate_record(entries: int, *, seed: int = 0, patient_id: str = PATIENT_ID) -> list[Resource]:

@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import generate as g
+from cds_service.synth import noise
 
 Resource = dict[str, Any]
 REPO = Path(__file__).resolve().parent.parent
@@ -196,7 +197,7 @@ def _ph_all_story(pid: str, rng: random.Random) -> list[Resource]:
     if rng.random() < MEDICATION_REFERENCE_SHARE:
         for r in out:
             name = r.get("medicationCodeableConcept", {}).get("text")
-            if r["resourceType"] == "MedicationRequest" and name in g.DRUGS:
+            if r["resourceType"] == "MedicationRequest" and name in noise.DRUGS:
                 del r["medicationCodeableConcept"]
                 r["medicationReference"] = {"reference": f"Medication/shared-{name}"}
     return out
@@ -208,9 +209,9 @@ def shared_medications() -> list[Resource]:
         {
             "resourceType": "Medication",
             "id": f"shared-{name}",
-            "code": {"coding": [g._coding(g.RXNORM, code, display)], "text": display},
+            "code": {"coding": [g._coding(noise.RXNORM, code, display)], "text": display},
         }
-        for name, (code, display) in g.DRUGS.items()
+        for name, (code, display) in noise.DRUGS.items()
     ]
 
 

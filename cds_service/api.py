@@ -183,6 +183,7 @@ def create_app(settings: Settings | None = None, service: CDSService | None = No
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
+            allow_private_network=settings.cors_allow_private_network,
             max_age=600,
         )
 

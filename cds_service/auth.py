@@ -180,9 +180,12 @@ class Authenticator:
         if client is None:
             raise AuthError(f"JWT iss {_show(iss)} is not a trusted CDS client")
         if jku is not None and not client.allows_jku(jku):
+            listed = "has no jku allow-list" if not client.jku else "does not list it"
             raise AuthError(
-                f"JWT jku header is not on the jku allow-list of iss {_show(iss)}; "
-                "the key set was not fetched"
+                f"JWT jku header {_show(jku, 200)} is not on the jku allow-list of iss "
+                f"{_show(iss)} (the trusted-clients entry {listed}); the key set was not "
+                "fetched. If this client publishes its keys at that URL, add it to the "
+                "client's 'jku' list in the CDS_TRUSTED_CLIENTS file"
             )
 
         key = await self._resolve_key(client, kid, jku)

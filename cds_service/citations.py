@@ -235,7 +235,10 @@ def evidence_entry(c: Citation) -> str:
 def _identifier_text(kind: str, ident: Identifier, link: str | None) -> str:
     if ident.status == "verified":
         return f"{kind} [{ident.value}]({link})" if link else f"{kind} {ident.value}"
-    return f"{kind} {ident.value} ({STATUS_WORDS[ident.status]})"
+    # an unverified address is printed as a code span: shown, never made clickable (GitHub-
+    # flavoured renderers autolink bare URLs, but never inside code)
+    value = f"`{ident.value}`" if kind == "URL" else ident.value
+    return f"{kind} {value} ({STATUS_WORDS[ident.status]})"
 
 
 def reference_entry(c: Citation) -> str:

@@ -1,4 +1,5 @@
-"""The `cds-service` command: serve, check, facts, evaluate, feedback-report, gallery, dry-run."""
+"""The `cds-service` command: serve, check, facts, evaluate, feedback-report, gallery, dry-run,
+demo, links, synth."""
 
 from __future__ import annotations
 
@@ -359,6 +360,120 @@ def dry_run(
     if outcome.failed:
         typer.echo(f"error: some patients could not be evaluated: {summary['errors']}", err=True)
         raise typer.Exit(code=1)
+
+
+@app.command()
+def links(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    hosts: Annotated[
+        bool, typer.Option("--hosts", help="Only the host names, one per line.")
+    ] = False,
+    include_disabled: Annotated[
+        bool, typer.Option("--include-disabled", help="Also the links of disabled rules.")
+    ] = False,
+) -> None:
+    """Every URL and host a card can carry, for EHRs that allow-list card links."""
+    from .links import card_links, format_links
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+
+    settings = Settings()
+    try:
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+    except CDSError as exc:
+        _fail(exc)
+        return
+    found = card_links(ruleset, cards_dir(settings), include_disabled=include_disabled)
+    typer.echo(format_links(found, as_json=as_json, hosts_only=hosts))
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the kit into (new or empty).")],
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 100,
+    fmt: Annotated[
+        str, typer.Option("--format", help="bundle (transactions) or ndjson (Bulk Data).")
+    ] = "bundle",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same kit.")] = 0,
+    as_of: Annotated[
+        str | None, typer.Option(help="The day the EHR will call, YYYY-MM-DD (default today).")
+    ] = None,
+) -> None:
+    """Test patients covering every rule both ways, with the cards each should get.
+
+    Fictional Ph+ ALL patients (from the enabled rules' own cases) and non-leukemia controls,
+    as transaction Bundles or a Bulk Data export, with expected.json."""
+    from .cards import CardRenderer
+    from .paths import cards_dir, rules_dir
+    from .ruleset.loader import load_ruleset
+    from .synth.kit import SynthOptions, build_kit
+    from .synth.write import FORMATS, write_kit
+
+    if fmt not in FORMATS:
+        typer.echo(f"error: --format must be one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(code=2)
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else dt.datetime.now(dt.UTC).date()
+    except ValueError:
+        typer.echo(f"error: --as-of {as_of!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(code=2) from None
+    settings = Settings()
+    try:
+        ruleset = load_ruleset(rules_dir(settings), cards_dir(settings))
+        renderer = CardRenderer(ruleset, cards_dir(settings))
+        kit = build_kit(ruleset, renderer, SynthOptions(patients, day, seed))
+        write_kit(kit, out, fmt)  # type: ignore[arg-type]
+    except CDSError as exc:
+        _fail(exc)
+        return
+    calls = sum(len(p.calls) for p in kit.patients)
+    controls = sum(p.kind == "control" for p in kit.patients)
+    typer.echo(
+        f"{len(kit.patients)} patients ({controls} controls), {calls} calls, as of "
+        f"{day.isoformat()}, seed {seed}: {out}"
+    )
+    for rule_id, seen in kit.coverage().items():
+        typer.echo(
+            f"  {rule_id:40} fires for {len(seen['fires']):4}, silent for {len(seen['silent']):4}"
+        )
+    for p in kit.patients:
+        if p.rebuilt:
+            typer.echo(f"  note: {p.id}: {p.rebuilt}")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Loopback address to serve on (nothing else).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the CDS service (0: a free one).")] = 8080,
+    fhir_port: Annotated[int, typer.Option(help="Port of the FHIR server (0: a free one).")] = 8081,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Store of the demo's cards (default: <data dir>/demo).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write what happened as JSON to this file.")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving until Ctrl-C.")
+    ] = True,
+    sandbox_url: Annotated[
+        str, typer.Option(help="The CDS Hooks sandbox to print links for (and allow by CORS).")
+    ] = "https://sandbox.cds-hooks.org/",
+) -> None:
+    """Try it with the CDS Hooks sandbox, on this machine, until Ctrl-C.
+
+    Starts the service and a FHIR server with demo patients (loopback only), makes scripted
+    calls and prints their cards, then prints sandbox URLs for the demo patients."""
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(host, port, fhir_port, data_dir, report, serve, sandbox_url)
+    try:
+        code = run_demo(options)
+    except CDSError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code=code)
 
 
 def main() -> None:

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated browser origins allowed by CORS ('*' allows any)."""
 
+    cors_allow_private_network: bool = False
+    """Answer Private Network Access preflights: a page on a public origin (the CDS Hooks
+    sandbox) may call this service on a loopback or private address."""
+
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest accepted request body; larger is refused with 413 without buffering it."""
 

@@ -150,7 +150,7 @@ def test_only_verified_identifiers_become_links() -> None:
     assert "DOI [10.1000/abc](https://doi.org/10.1000/abc)" in text
     assert "PMID 123 (unverified)" in text and "pubmed" not in text
     assert (
-        "URL https://example.org/x (partly verified)" in text
+        "URL `https://example.org/x` (partly verified)" in text
         and "](https://example.org" not in text
     )
 

@@ -66,7 +66,7 @@ def test_the_example_file_loads() -> None:
                                       "https://fhir.internal.example.org:8443/R4")
     preshared = clients.get("https://sandbox.example-ehr.com/cds-client")
     assert preshared is not None
-    assert preshared.jku == ()
+    assert preshared.jku == ("https://sandbox.example-ehr.com/.well-known/jwks.json",)
     assert preshared.fhir_servers is None
     assert preshared.keys["example-ehr-2025"].accepts("ES384")
     assert not preshared.keys["example-ehr-2025"].accepts("RS384")

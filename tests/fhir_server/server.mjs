@@ -19,6 +19,12 @@
 //   --token T       FHIR_SERVER_TOKEN       when set, require "Authorization: Bearer T"
 //   --base-path P   FHIR_SERVER_BASE_PATH   serve under this path (e.g. /fhir/r4); default /
 //   --page-size N   FHIR_SERVER_PAGE_SIZE   page size when a search has no _count (default 50)
+//   --cors-origins L FHIR_SERVER_CORS_ORIGINS comma-separated browser origins allowed by CORS
+//                                           ('*' = any); default none: no CORS headers at all
+// Served: GET metadata, GET Type/id, GET Type?params, POST Type/_search (form-encoded params,
+// merged with the URL's, as FHIR R4 search over POST); CORS preflights (OPTIONS) for the
+// allowed origins, answering a Private Network Access request when a page on a public
+// origin (e.g. https://sandbox.cds-hooks.org) calls this loopback server.
 // The first stdout line is "listening 127.0.0.1:PORT"; nothing else goes to stdout.
 
 import { timingSafeEqual } from 'node:crypto';
@@ -49,6 +55,11 @@ const REFUSED_MODIFIERS = new Set(['in', 'not-in', 'above', 'below']);
 const REFUSED_PARAMS = new Set(['_include', '_revinclude', '_has', '_filter', '_cursor']);
 // Result parameters the router handles itself (or that we handle: _count, _offset).
 const RESULT_PARAMS = new Set(['_count', '_offset', '_sort', '_id', '_lastUpdated', '_total']);
+const FORM_TYPE = 'application/x-www-form-urlencoded';
+const MAX_FORM_BYTES = 64 * 1024; // a POST _search body larger than this is refused with 413
+const CORS_METHODS = 'GET, POST, OPTIONS';
+const CORS_HEADERS = 'Authorization, Content-Type, Accept, Prefer';
+const CORS_MAX_AGE = '600';
 
 function options() {
   const { values } = parseArgs({
@@ -58,6 +69,7 @@ function options() {
       token: { type: 'string' },
       'base-path': { type: 'string' },
       'page-size': { type: 'string' },
+      'cors-origins': { type: 'string' },
     },
   });
   const env = process.env;
@@ -68,6 +80,10 @@ function options() {
     token: values.token ?? env.FHIR_SERVER_TOKEN ?? '',
     basePath: basePath && !basePath.startsWith('/') ? `/${basePath}` : basePath,
     pageSize: Number(values['page-size'] ?? env.FHIR_SERVER_PAGE_SIZE ?? 50),
+    corsOrigins: (values['cors-origins'] ?? env.FHIR_SERVER_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((o) => o.trim().replace(/\/+$/, ''))
+      .filter(Boolean),
   };
 }
 
@@ -135,6 +151,68 @@ function send(res, status, body, headers = {}) {
   res.end(JSON.stringify(body));
 }
 
+// CORS response headers for a request from `origin`, or {} when that origin is not allowed.
+function corsHeaders(ctx, origin) {
+  if (!origin || ctx.corsOrigins.length === 0) {
+    return {};
+  }
+  if (ctx.corsOrigins.includes('*')) {
+    return { 'access-control-allow-origin': '*' };
+  }
+  if (!ctx.corsOrigins.includes(origin)) {
+    return {};
+  }
+  return { 'access-control-allow-origin': origin, vary: 'Origin' };
+}
+
+// Answers a CORS preflight (OPTIONS with Access-Control-Request-Method): 204 with what the
+// browser may send; 403 without CORS headers when the origin is not allowed.
+function preflight(ctx, req, res) {
+  const cors = corsHeaders(ctx, req.headers.origin);
+  if (!cors['access-control-allow-origin'] || !req.headers['access-control-request-method']) {
+    send(res, 403, outcome('forbidden', 'CORS preflight refused: origin not allowed'));
+    return;
+  }
+  const headers = {
+    ...cors,
+    'access-control-allow-methods': CORS_METHODS,
+    'access-control-allow-headers': CORS_HEADERS,
+    'access-control-max-age': CORS_MAX_AGE,
+  };
+  if (req.headers['access-control-request-private-network'] === 'true') {
+    headers['access-control-allow-private-network'] = 'true';
+  }
+  res.writeHead(204, headers);
+  res.end();
+}
+
+class BodyTooLarge extends Error {}
+
+// The request body, at most `limit` bytes (BodyTooLarge beyond: never buffered whole).
+function readBody(req, limit) {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      reject(new BodyTooLarge());
+      return;
+    }
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new BodyTooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
 function outcome(code, text) {
   return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text } }] };
 }
@@ -182,8 +260,8 @@ function intParam(params, name, fallback) {
   return Number.isInteger(n) && n >= 0 ? n : NaN;
 }
 
-async function search(ctx, resourceType, url) {
-  const [params, problem] = searchParams(resourceType, url.searchParams);
+async function search(ctx, resourceType, query) {
+  const [params, problem] = searchParams(resourceType, query);
   if (problem) {
     return [400, outcome('not-supported', problem)];
   }
@@ -218,14 +296,44 @@ async function route(ctx, url) {
   return status < 300 ? [status, resource] : [status, result];
 }
 
+const TYPE_NAME = /^[A-Z][A-Za-z]+$/;
+
+// POST Type/_search: the form-encoded body's parameters, then the URL's (FHIR R4 3.1.1.2).
+async function postSearch(ctx, req, resourceType, url) {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== FORM_TYPE) {
+    // Drain what was sent so the connection stays usable, bounded like a form.
+    await readBody(req, MAX_FORM_BYTES).catch(() => undefined);
+    return [415, outcome('not-supported', `POST _search needs Content-Type: ${FORM_TYPE}`)];
+  }
+  let text;
+  try {
+    text = await readBody(req, MAX_FORM_BYTES);
+  } catch (err) {
+    if (err instanceof BodyTooLarge) {
+      return [413, outcome('too-costly', `POST _search body over ${MAX_FORM_BYTES} bytes`)];
+    }
+    throw err;
+  }
+  const query = new URLSearchParams(text);
+  for (const [name, value] of url.searchParams) {
+    query.append(name, value);
+  }
+  return search(ctx, resourceType, query);
+}
+
 async function handle(ctx, req) {
   const url = new URL(req.url, ctx.baseUrl);
   if (!url.pathname.startsWith(`${ctx.basePath}/`)) {
     return [404, outcome('not-found', 'outside the FHIR base path')];
   }
   const path = url.pathname.slice(ctx.basePath.length + 1).replace(/\/+$/, '');
-  if (req.method !== 'GET') {
-    return [405, outcome('not-supported', 'this test server is read-only (GET)')];
+  const segments = path.split('/').filter(Boolean);
+  const isPostSearch =
+    req.method === 'POST' && segments.length === 2 && segments[1] === '_search' &&
+    TYPE_NAME.test(segments[0]);
+  if (req.method !== 'GET' && !isPostSearch) {
+    return [405, outcome('not-supported', 'this test server is read-only (GET, POST _search)')];
   }
   if (path === 'metadata') {
     return [200, ctx.capabilities];
@@ -233,9 +341,11 @@ async function handle(ctx, req) {
   if (!authorized(req.headers.authorization, ctx.token)) {
     return [401, outcome('login', 'a valid bearer token is required')];
   }
-  const segments = path.split('/').filter(Boolean);
-  if (segments.length === 1 && /^[A-Z][A-Za-z]+$/.test(segments[0])) {
-    return search(ctx, segments[0], url);
+  if (isPostSearch) {
+    return postSearch(ctx, req, segments[0], url);
+  }
+  if (segments.length === 1 && TYPE_NAME.test(segments[0])) {
+    return search(ctx, segments[0], url.searchParams);
   }
   if (segments.length === 2) {
     return route(ctx, segments.join('/'));
@@ -256,12 +366,17 @@ async function main() {
     baseUrl: '',
   };
   const server = createServer((req, res) => {
+    if (req.method === 'OPTIONS') {
+      preflight(ctx, req, res);
+      return;
+    }
+    const cors = corsHeaders(ctx, req.headers.origin);
     handle(ctx, req)
       .then(([status, body]) => {
         const extra = status === 401 ? { 'www-authenticate': 'Bearer' } : {};
-        send(res, status, body, extra);
+        send(res, status, body, { ...cors, ...extra });
       })
-      .catch((err) => send(res, 500, normalizeOperationOutcome(err)));
+      .catch((err) => send(res, 500, normalizeOperationOutcome(err), cors));
   });
   server.listen(opts.port, HOST, () => {
     const { port } = server.address();
