@@ -86,6 +86,12 @@ def join_words(words: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def value_display(value: str) -> str:
+    """How a declared fact value reads on a card and in a template's `.value`
+    ("no_relapse_recorded" → "no relapse recorded")."""
+    return value.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class FactView:
     """What a detail template may read of one fact (strings already Markdown-safe)."""
@@ -117,7 +123,7 @@ def summary_fact(name: str, fact: Fact) -> SummaryFact:
     if isinstance(value, frozenset):
         shown = ", ".join(drug_name(v) for v in sorted(value)) if declared else ""
     elif isinstance(value, str) and value in declared:
-        shown = value.replace("_", " ")
+        shown = value_display(value)
     elif isinstance(value, float):
         shown = f"{value:g}"
     else:
@@ -145,7 +151,7 @@ def fact_value_text(name: str, fact: Fact) -> Trusted:
     if isinstance(value, float):
         return Trusted(f"{value:g}")
     if value in FACT_CATALOGUE[name].values:
-        return Trusted(value.replace("_", " "))  # a declared value: text of ours, shown plainly
+        return Trusted(value_display(value))  # a declared value: text of ours, shown plainly
     return md_escape(value)
 
 
@@ -347,7 +353,7 @@ class CardRenderer:
         elsewhere: list[tuple[str, str]] = []
         for spec, resource in zip(rule.suggestions, compiled.resources, strict=True):
             filled = fill_resource(resource, {"patient_reference": patient})
-            key, what = _offer_key(filled)
+            key, what = offer_key(filled)
             if offered is not None:
                 if key in offered:
                     elsewhere.append((what, offered[key]))
@@ -365,7 +371,7 @@ class CardRenderer:
         return out, elsewhere
 
 
-def _offer_key(resource: Any) -> tuple[str, str]:
+def offer_key(resource: Any) -> tuple[str, str]:
     """What a draft resource orders, as a comparison key and a short description."""
     if not isinstance(resource, dict):
         return repr(resource), "request"

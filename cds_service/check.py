@@ -25,10 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import wire
-from .cards import FALLBACK_DETAIL, SUMMARY_MAX, CardRenderer
+from .cards import FALLBACK_DETAIL, SUMMARY_MAX, CardRenderer, offer_key, value_display
 from .citations import Registry, doi_url, evidence_tag, forbidden_hit, pubmed_url
 from .decide import Decision, evaluate_bundle
 from .errors import CDSError, RuleSetError
+from .facts.catalogue import FACT_CATALOGUE
 from .ruleset.loader import RuleSet, load_ruleset
 from .ruleset.schema import CaseSpec, Rule
 from .ruleset.templating import template_file
@@ -126,19 +127,36 @@ def run_check(rules_dir: Path, cards_dir: Path) -> CheckReport:
     return CheckReport(rows, [])
 
 
+_VALUE_TEST = re.compile(r"facts\[['\"]([\w.]+)['\"]\]\.value\s*(?:==|!=)\s*['\"]([^'\"]*)['\"]")
+
+
 def lint_rule_text(rule: Rule, registry: Registry, cards_dir: Path) -> list[str]:
-    """Forbidden DOIs anywhere in the rule or its template."""
+    """Forbidden DOIs anywhere in the rule or its template; a template that compares a fact's
+    value with a value the fact can never show."""
     out: list[str] = []
     texts = [rule.title, rule.description, rule.card.summary]
     path = template_file(cards_dir, rule.card.template)
     try:
-        texts.append(path.read_text(encoding="utf-8"))
+        template = path.read_text(encoding="utf-8")
+        texts.append(template)
     except OSError as exc:  # pragma: no cover - the loader checked it exists
         out.append(f"{rule.source}: cannot read {path.name}: {exc}")
+        template = ""
     for text in texts:
         hit = forbidden_hit(registry, text)
         if hit is not None:
             out.append(f"{rule.source}: mentions forbidden DOI {hit.doi}: {hit.reason}")
+    for text, where in ((template, path.name), (rule.card.summary, f"{rule.source} summary")):
+        for name, literal in _VALUE_TEST.findall(text):
+            spec = FACT_CATALOGUE.get(name)
+            if spec is None or not spec.values:
+                continue
+            shown = {value_display(v) for v in spec.values}
+            if literal not in shown:
+                out.append(
+                    f"{where}: compares {name} with '{literal}', which it never shows "
+                    f"(one of: {', '.join(sorted(shown))})"
+                )
     return out
 
 
@@ -225,6 +243,77 @@ def card_problems(ruleset: RuleSet, renderer: CardRenderer, decision: Decision) 
                     )
     if len(by_uuid) != len(decision.cards):
         out.append("two cards share a uuid")
+    out.extend(_decision_overlap(decision))
+    return out
+
+
+_SENTENCE_MIN = 40
+"""Sentences shorter than this may repeat across cards (e.g. a closing "Consider …")."""
+_INTERNAL_NAME = re.compile(r"\b[a-z0-9]+_[a-z0-9_]+\b")
+_CODE_SPANS = re.compile(r"`[^`]*`|\]\([^)]*\)|https?://\S+")
+
+
+def _card_text(card: wire.Card) -> str:
+    """The template-written part of a card (before the sections the renderer adds)."""
+    return (card.detail or "").split(EVIDENCE_HEADING, 1)[0]
+
+
+def _sentences(text: str) -> list[tuple[str, bool]]:
+    """(sentence, opens a sentence): list items after a line ending in ':' continue it."""
+    out: list[tuple[str, bool]] = []
+    continues = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continues = False
+            continue
+        item = line.startswith("- ")
+        line = line.removeprefix("- ").strip()
+        for i, part in enumerate(re.split(r"(?<=[.;])\s+(?=[A-Z*])", line)):
+            part = part.strip()
+            if part:
+                out.append((part, not (i == 0 and item and continues)))
+        if line.endswith(":"):
+            continues = True
+        elif not item:
+            continues = False
+    return out
+
+
+def _decision_overlap(decision: Decision) -> list[str]:
+    """Two cards of one decision offering the same draft, or repeating the same sentence;
+    sentences that open in lower case; internal names (snake_case) in card text."""
+    out: list[str] = []
+    offers: dict[str, str] = {}
+    said: dict[str, str] = {}
+    cited: dict[str, str] = {}
+    for finding, card in zip(decision.findings, decision.cards, strict=True):
+        rid = finding.rule.id
+        for key in finding.rule.citations:
+            first = cited.setdefault(key, rid)
+            if first != rid:
+                # the same source's figures on two cards the clinician reads together
+                out.append(
+                    f"cards of '{first}' and '{rid}' both cite '{key}': merge or cross-reference"
+                )
+        for suggestion in card.suggestions or []:
+            for action in suggestion.actions or []:
+                key, what = offer_key(action.resource)
+                if key in offers:
+                    out.append(f"cards of '{offers[key]}' and '{rid}' both offer the draft {what}")
+                offers.setdefault(key, rid)
+        text = _card_text(card)
+        for sentence, opens in _sentences(text):
+            if len(sentence) >= _SENTENCE_MIN:
+                first = said.setdefault(sentence, rid)
+                if first != rid:
+                    out.append(f"cards of '{first}' and '{rid}' repeat: “{sentence[:80]}…”")
+            start = re.sub(r"^[*_(“\"]+", "", sentence)
+            if opens and start[:1].islower():
+                out.append(f"card of '{rid}': a sentence starts in lower case: “{sentence[:60]}”")
+        for part, where in ((card.summary, "summary"), (_CODE_SPANS.sub(" ", text), "text")):
+            for name in _INTERNAL_NAME.findall(part):
+                out.append(f"card of '{rid}': {where} shows an internal name '{name}'")
     return out
 
 

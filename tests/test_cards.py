@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import shutil
 import textwrap
 from pathlib import Path
@@ -124,17 +125,45 @@ def render_one(
 # ---- escaping ------------------------------------------------------------------------------
 
 
-def test_md_escape_neutralises_markdown_and_html() -> None:
-    assert md_escape(HOSTILE) == r"\*\[x\]\(javascript\:alert\(1\)\)\*"
-    assert md_escape("<img src=x onerror=alert(1)>") == r"\<img src\=x onerror\=alert\(1\)\>"
-    assert md_escape("line one\n# heading\r\n- item") == r"line one \# heading \- item"
-    assert md_escape("`code` &amp; ~~x~~ | a |") == r"\`code\` \&amp\; \~\~x\~\~ \| a \|"
+_GFM = MarkdownIt("commonmark").enable(["strikethrough", "table"])
+
+HOSTILE_TEXTS = [
+    HOSTILE,
+    "<img src=x onerror=alert(1)>",
+    "line one\n# heading\r\n- item",
+    "`code` &amp; ~~x~~ | a |",
+    "![i](http://evil.example/x.png)",
+    "<https://evil.example>",
+    "1. first",
+    "- bullet",
+    "+ plus",
+    "> quote",
+    "===",
+    "a\\",
+    "**bold** __bold__ _it_",
+    "[ref]: https://evil.example",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_md_escape_renders_as_the_literal_text(text: str) -> None:
+    """Whatever the patient text, a CommonMark (+ strikethrough, tables) renderer shows it as
+    one paragraph of literal text: no tag, link, image, list, heading or emphasis."""
+    rendered = _GFM.render(md_escape(text)).replace("\u200b", "")  # the autolink breakers
+    literal = " ".join(text.split())
+    assert rendered == f"<p>{html.escape(literal, quote=False)}</p>\n"
+
+
+def test_md_escape_leaves_ordinary_punctuation_readable() -> None:
+    assert md_escape("p.Thr315Ile (c.944C>T), 2025-04-03: 45%") == (
+        "p.Thr315Ile (c.944C\\>T), 2025-04-03: 45%"
+    )
 
 
 def test_md_escape_defeats_autolinks_and_invisible_controls() -> None:
     text = md_escape("see https://evil.example, www.evil.example or a@b.co\u202e\u200bx")
     assert text == (
-        "see https\\:\u200b\\/\\/evil\\.example\\, www\u200b\\.evil\\.example or a\u200b\\@b\\.co x"
+        "see https:\u200b//evil.example, www\u200b.evil.example or a\u200b@b.co x"
     )
 
 
@@ -152,7 +181,7 @@ def test_patient_text_is_escaped_even_without_the_filter(tmp_path: Path) -> None
     _, card = render_one(ruleset, renderer, facts)
     detail = card.detail or ""
     assert "[x](javascript" not in detail
-    escaped = r"\*\[x\]\(javascript\:alert\(1\)\)\*"
+    escaped = r"\*\[x\](javascript:alert(1))\*"
     assert f"Order text: {escaped}." in detail  # printed without `| md`
     assert f"Detail: {escaped}." in detail  # printed with `| md`: not escaped twice
 
@@ -205,7 +234,7 @@ def test_why_this_card_lists_orders_and_facts_with_dates_and_resources(tmp_path:
     why = (card.detail or "").split("**Why this card**\n", 1)[1].split("\n\n", 1)[0]
     assert why.splitlines() == [
         "- Order under decision: imatinib — “Imatinib 400 mg” (`MedicationRequest/draft-1`)",
-        r"- `abl1.t315i`: yes (p\.Thr315Ile), 2024-12-05 — from `Observation/var-1` "
+        "- `abl1.t315i`: yes (p.Thr315Ile), 2024-12-05 — from `Observation/var-1` "
         "(hgvs: `http://loinc.org|69548-6`)",
     ]
 

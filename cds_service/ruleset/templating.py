@@ -6,11 +6,14 @@ patient record (order text, result details, resource ids). Two layers keep that 
 * every value a detail template prints passes through `finalize`, which Markdown-escapes it
   unless it is `Trusted` (text this service generated: citation tags, dates, fact values from
   the closed catalogue). A template author who forgets the `md` filter is therefore still safe;
-* `md_escape` (the `md` filter) backslash-escapes every ASCII punctuation character, which
-  CommonMark always treats as a literal, folds newlines and control characters into spaces so
-  patient text cannot open a block (heading, list, code fence, HTML), and puts a zero-width
-  space into `://`, `www.` and `@` so GitHub-flavoured autolinking cannot make a bare URL or
-  e-mail address in patient text clickable.
+* `md_escape` (the `md` filter) folds newlines and control characters into spaces so patient
+  text cannot open a block; backslash-escapes the characters that can start Markdown or HTML
+  inline (backslash, backtick, `* _ [ ] < > & ! # | ~`), and `- + =` or a list number at
+  the very start, where the text may open a line; and puts a zero-width space into `://`,
+  `www.` and `@` so GitHub-flavoured autolinking cannot make a bare URL or e-mail address
+  clickable. Other punctuation (`. , : / ( ) -` inside the text) is left as it is, so a
+  card read as raw text (an EHR that does not render Markdown) stays readable:
+  "p.Thr315Ile", "2025-04-03".
 
 Summaries are plain text and rendered in a separate environment with no patient text in
 their context at all. Both environments are sandboxed with StrictUndefined, so a template
@@ -20,7 +23,6 @@ naming something that does not exist fails when `check` renders it, not silently
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,12 @@ TEMPLATE_SUFFIX = ".md.j2"
 MAX_PATIENT_TEXT = 200
 """Patient text longer than this is cut (with an ellipsis) before escaping."""
 
-_PUNCTUATION = frozenset(string.punctuation)
+_ALWAYS = frozenset("\\`*_[]<>&!#|~")
+"""Characters that can open an inline construct (emphasis, code, link, image, HTML, entity,
+strikethrough, table cell) or an ATX heading anywhere: always escaped."""
+_LINE_START = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
+"""At the very start, where the text may open a line: a list bullet, a setext underline, an
+ordered-list number (its '.' or ')' is escaped)."""
 _SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
 _AUTOLINK = re.compile(r"(?i)(:)(?=//)|(www)(?=\.)|()(?=@)")
 _ZWSP = "\u200b"
@@ -51,7 +58,15 @@ def md_escape(value: object) -> Trusted:
     if len(text) > MAX_PATIENT_TEXT:
         text = text[: MAX_PATIENT_TEXT - 1].rstrip() + "…"
     text = _AUTOLINK.sub(lambda m: m.group(0) + _ZWSP, text)
-    return Trusted("".join("\\" + ch if ch in _PUNCTUATION else ch for ch in text))
+    escaped = "".join("\\" + ch if ch in _ALWAYS else ch for ch in text)
+    match = _LINE_START.match(escaped)
+    if match:
+        end = match.end()
+        if match.group(0)[0].isdigit():
+            escaped = escaped[:end] + "\\" + escaped[end:]
+        else:
+            escaped = "\\" + escaped
+    return Trusted(escaped)
 
 
 def md_code(value: object) -> Trusted:
@@ -85,12 +100,27 @@ def detail_environment(cards_dir: Path) -> SandboxedEnvironment:
         keep_trailing_newline=False,
     )
     env.filters["md"] = md_escape
+    env.filters["sentence"] = sentence_start
     return env
+
+
+def sentence_start(value: object) -> object:
+    """The text with its first letter in upper case and the rest untouched, for a value that
+    opens a sentence ("imatinib and dasatinib" → "Imatinib and dasatinib"; Jinja's
+    `capitalize` would lower "CD19 CAR-T")."""
+    text = str(value)
+    for i, ch in enumerate(text):
+        if ch.isalpha():
+            out = text[:i] + ch.upper() + text[i + 1 :]
+            return Trusted(out) if isinstance(value, Trusted) else out
+    return value
 
 
 def summary_environment() -> SandboxedEnvironment:
     """Environment of the one-line summaries (plain text, no patient text in context)."""
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env.filters["sentence"] = sentence_start
+    return env
 
 
 def template_file(cards_dir: Path, name: str) -> Path:
