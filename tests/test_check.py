@@ -159,3 +159,21 @@ def test_a_link_to_an_unverified_identifier_is_caught() -> None:
         "links https://pubmed.ncbi.nlm.nih.gov/38003295/, an identifier of 'ijms2023_blina_dli' "
         "that is not verified"
     ]
+
+
+@pytest.mark.parametrize(
+    ("change", "label"),
+    [("enabled: true", "enabled: false"), ("enabled: true", "enabled: true\nstatus: retired")],
+    ids=["disabled", "retired"],
+)
+def test_a_switched_off_rule_is_still_checked(repo_copy: Path, change: str, label: str) -> None:
+    """Its cases run as if it were active: its firing cases pass, a broken one fails."""
+    rule = repo_copy / "rules" / "t315i-tki-ineffective.yaml"
+    edit(rule, change, label)
+    report = run_check(repo_copy / "rules", repo_copy / "cards")
+    assert report.ok, report.problems
+    row = next(r for r in report.rows if r.rule_id == "t315i-tki-ineffective")
+    assert row.cases_passed == row.cases_total > 0
+    assert ("[disabled]" if "false" in label else "[retired]") in report.format()
+    edit(rule, "op: equals\n  value: yes", "op: equals\n  value: no")
+    assert not run_check(repo_copy / "rules", repo_copy / "cards").ok
