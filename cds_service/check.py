@@ -282,7 +282,7 @@ def _sentences(text: str) -> list[tuple[str, bool]]:
             continue
         item = line.startswith("- ")
         line = line.removeprefix("- ").strip()
-        for i, part in enumerate(re.split(r"(?<=[.;])\s+(?=[A-Z*])", line)):
+        for i, part in enumerate(re.split(r"(?<=[.!?])\s+(?=[A-Z*])", line)):
             part = part.strip()
             if part:
                 out.append((part, not (i == 0 and item and continues)))

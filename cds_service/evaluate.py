@@ -97,12 +97,18 @@ def evaluate_rule(rule: Rule, facts: Facts, hook: str, as_of: dt.date) -> Findin
         return None
     branch: Branch = "match" if result else "unknown"
     if "order.ingredients" in names:
-        # orders that satisfied an `order.ingredients contains …` test decided it too
+        # orders that satisfied an `order.ingredients contains / intersects …` test decided it
         tested = {
             v
             for leaf in leaves(rule.condition)
-            if leaf.fact == "order.ingredients" and isinstance(leaf.value, tuple)
-            for v in leaf.value
+            if leaf.fact == "order.ingredients"
+            for v in (
+                leaf.value
+                if isinstance(leaf.value, tuple)
+                else _members(facts, leaf.other)
+                if leaf.op == "intersects"
+                else ()
+            )
         }
         extra = tuple(o for o in facts.orders if o.ingredient in tested and o not in triggering)
         triggering = (*triggering, *extra)
@@ -160,7 +166,19 @@ def _leaf(leaf: Leaf, facts: Facts, as_of: dt.date) -> Decided:
         if not isinstance(value, int | float) or not isinstance(leaf.value, float):
             return None
         return value > leaf.value if leaf.op == "gt" else value < leaf.value
+    if leaf.op == "intersects":
+        other = facts.get(leaf.other or "")
+        if not is_known(leaf.other or "", other):
+            return None
+        mine = value if isinstance(value, frozenset) else frozenset()
+        theirs = other.value if isinstance(other.value, frozenset) else frozenset()
+        return bool(mine & theirs)
     return _date_leaf(leaf, fact, facts, as_of)
+
+
+def _members(facts: Facts, name: str | None) -> frozenset[str]:
+    value = facts.get(name).value if name else None
+    return value if isinstance(value, frozenset) else frozenset()
 
 
 def _day(day: dt.date) -> PartialDate:

@@ -240,8 +240,36 @@ declare(
     sources=(_OBS, _REPORT),
     reducer=R.Mutation("T315I"),
 )
+declare(
+    "abl1.concurrent_mutations",
+    "number",
+    "The largest number of distinct kinase-domain mutations reported detected on one day (one "
+    "sample: possibly compound mutations); detail = those mutations.",
+    sources=(_OBS, _REPORT),
+    reducer=R.ConcurrentMutations(),
+)
+declare(
+    "tki.mutation_resistance",
+    "set",
+    "TKIs whose activity a detected mutation is reported to reduce, by the mutation x TKI table "
+    "of rules/facts.yaml (T315I is left to abl1.t315i); detail = each TKI with its mutations "
+    "and the source's words.",
+    TKIS,
+    sources=(_OBS, _REPORT),
+    reducer=R.TkiMutationResistance(),
+)
 
 # -- CNS and extramedullary --------------------------------------------------------------------
+
+declare(
+    "intrathecal",
+    "tri",
+    "Intrathecal therapy given (a medication by the intrathecal route, or a completed Procedure "
+    "or given medication worded as intrathecal chemotherapy); date = the latest.",
+    _YES,
+    sources=("MedicationAdministration", "MedicationStatement", _PROC),
+    reducer=R.YesOnly(Ev.INTRATHECAL),
+)
 
 declare(
     "cns.involvement",

@@ -64,6 +64,8 @@ class Ev(StrEnum):
     """One medication / cellular-therapy record (item = canonical ingredient)."""
     STOP_REASON = "stop_reason"
     """Why a drug was stopped, from the record's statusReason (item = ingredient)."""
+    INTRATHECAL = "intrathecal"
+    """Intrathecal therapy given (route or wording; intrathecal.py)."""
     PLANNED = "planned"
     """A therapy planned but not yet given: a proposal / plan / draft / future-dated
     MedicationRequest, or an active ServiceRequest (item = ingredient)."""
@@ -76,6 +78,7 @@ EVIDENCE_VALUES: Mapping[Ev, frozenset[str]] = MappingProxyType(
         Ev.CML: frozenset({"yes"}),
         Ev.CML_LYMPHOID_BLAST: frozenset({"yes"}),
         Ev.T_ALL: frozenset({"yes"}),
+        Ev.INTRATHECAL: frozenset({"yes"}),
         Ev.AML: frozenset({"yes"}),
         Ev.RELAPSE: frozenset({"yes"}),
         Ev.PH: frozenset({"positive", "negative"}),

@@ -24,6 +24,7 @@ from cds_service.facts import cd19 as cd19_reader
 from cds_service.facts import (
     conditions,
     exposure,
+    intrathecal,
     observations,
     plans,
     procedures,
@@ -34,6 +35,7 @@ from cds_service.facts.catalogue import REDUCED_KEYS, reduce_evidence
 from cds_service.facts.conditions import first_diagnosis, visit_condition
 from cds_service.facts.evidence import Context
 from cds_service.facts.exposure import visit_medication
+from cds_service.facts.intrathecal import visit_intrathecal
 from cds_service.facts.model import Facts
 from cds_service.facts.observations import unread_observation, visit_observation
 from cds_service.facts.orders import resolve_orders
@@ -54,6 +56,9 @@ _VISITORS: tuple[tuple[str, Callable[[Context, dict[str, Any]], None]], ...] = (
     ("MedicationRequest", visit_medication_plan),
     ("ServiceRequest", visit_service_plan),
     ("Procedure", visit_procedure),
+    ("MedicationAdministration", visit_intrathecal),
+    ("MedicationStatement", visit_intrathecal),
+    ("Procedure", visit_intrathecal),
     ("Condition", visit_condition),
     ("Observation", visit_observation),
     ("DiagnosticReport", visit_report),
@@ -61,7 +66,17 @@ _VISITORS: tuple[tuple[str, Callable[[Context, dict[str, Any]], None]], ...] = (
 """Medication records first (linked response Observations need them), Procedures before
 Observations (CSF results that are part of a lumbar puncture)."""
 
-_READERS = (exposure, plans, procedures, conditions, observations, variants, cd19_reader, reports)
+_READERS = (
+    exposure,
+    intrathecal,
+    plans,
+    procedures,
+    conditions,
+    observations,
+    variants,
+    cd19_reader,
+    reports,
+)
 EMITTED = frozenset(key for reader in _READERS for key in reader.EMITS)
 if EMITTED != REDUCED_KEYS:  # a reader and the catalogue disagree: fail at import, not silently
     raise AssertionError(

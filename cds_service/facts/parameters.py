@@ -8,14 +8,16 @@ without its own `facts.yaml` uses the bundled one.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cds_service.errors import RuleSetError
 from cds_service.yaml_source import FileReport, pydantic_problems, read_yaml_file
 
 FILE_NAME = "facts.yaml"
+_MUTATION = re.compile(r"^[ACDEFGHIKLMNPQRSTVWY][1-9][0-9]{0,3}[ACDEFGHIKLMNPQRSTVWY]$")
 
 
 class _Strict(BaseModel):
@@ -36,12 +38,46 @@ class BcrAbl1Parameters(_Strict):
     trend_factor: float = Field(gt=1)
 
 
+TKI_NAMES = ("imatinib", "dasatinib", "nilotinib", "bosutinib", "ponatinib", "asciminib")
+
+
+class SensitivityEntry(_Strict):
+    """One row of the mutation × TKI table: substitutions a source reports to reduce a TKI's
+    activity, with the source's own words for the effect and its citation key."""
+
+    tki: str
+    mutations: tuple[str, ...] = Field(min_length=1)
+    effect: str = Field(min_length=3, max_length=80)
+    source: str
+    """A key of rules/citations.yaml (the rule-set loader checks it exists)."""
+
+    @field_validator("tki")
+    @classmethod
+    def _known_tki(cls, value: str) -> str:
+        if value not in TKI_NAMES:
+            raise ValueError(f"'{value}' is not one of {', '.join(TKI_NAMES)}")
+        return value
+
+    @field_validator("mutations")
+    @classmethod
+    def _one_letter(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for m in value:
+            if not _MUTATION.match(m):
+                raise ValueError(f"'{m}' is not a one-letter substitution such as F317L")
+        return value
+
+
+class Abl1Parameters(_Strict):
+    reduced_sensitivity: tuple[SensitivityEntry, ...]
+
+
 class FactParameters(_Strict):
     """Everything `rules/facts.yaml` holds."""
 
     exposure: ExposureParameters
     cd19: CD19Parameters
     bcr_abl1: BcrAbl1Parameters
+    abl1: Abl1Parameters
 
 
 def load_parameters(file: Path) -> FactParameters:

@@ -428,6 +428,62 @@ class Mutations:
 
 
 @dataclass(frozen=True)
+class ConcurrentMutations:
+    """The largest number of distinct mutations reported detected on one day (one sample:
+    possibly compound mutations); date = that day. Unknown with no mutation detected."""
+
+    evidence: tuple[Ev, ...] = (Ev.ABL1_DETECTED,)
+    needs: tuple[str, ...] = ()
+
+    def __call__(self, name: str, inputs: Inputs) -> Fact | None:
+        days: dict[PartialDate, list[Evidence]] = defaultdict(list)
+        for e in inputs.items(Ev.ABL1_DETECTED):
+            if e.date is not None and e.item:
+                days[e.date].append(e)
+        if not days:
+            return None
+
+        def weight(day: PartialDate) -> tuple[int, dt.date]:
+            return len({e.item for e in days[day]}), day.start
+
+        day = max(days, key=weight)
+        found = sorted({e.item for e in days[day] if e.item})
+        return Fact(float(len(found)), day, detail=", ".join(found), provenance=provs(days[day]))
+
+
+@dataclass(frozen=True)
+class TkiMutationResistance:
+    """TKIs whose activity a detected mutation is reported to reduce, by the mutation x TKI
+    table of rules/facts.yaml (abl1.reduced_sensitivity); detail = each TKI with its mutations
+    and the source's words; date = the latest such detection."""
+
+    evidence: tuple[Ev, ...] = (Ev.ABL1_DETECTED,)
+    needs: tuple[str, ...] = ()
+
+    def __call__(self, name: str, inputs: Inputs) -> Fact | None:
+        detected = inputs.items(Ev.ABL1_DETECTED)
+        found = {e.item for e in detected if e.item}
+        if not found:
+            return None
+        hits: dict[str, list[str]] = defaultdict(list)
+        used: set[str] = set()
+        for row in inputs.parameters.abl1.reduced_sensitivity:
+            matched = [m for m in row.mutations if m in found]
+            if matched:
+                hits[row.tki].append(f"{'/'.join(matched)} {row.effect}")
+                used.update(matched)
+        if not hits:
+            return None
+        involved = [e for e in detected if e.item in used]
+        return Fact(
+            frozenset(hits),
+            _latest(involved).date,
+            detail="; ".join(f"{tki}: {', '.join(parts)}" for tki, parts in sorted(hits.items())),
+            provenance=provs(involved),
+        )
+
+
+@dataclass(frozen=True)
 class Mutation:
     """One named mutation: yes if ever detected (the detail says what later tests found); no
     when the latest result that speaks of it is readable and none detected it; unknown

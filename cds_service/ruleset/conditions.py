@@ -10,6 +10,7 @@ Operators (see rules/README.md for the three-valued semantics):
 
     equals, in                 tri / enum facts, against values the fact can take
     contains                   set facts: the set holds the value (or any of a list)
+    intersects                 set facts: the set shares a member with another set fact
     gt, lt                     number facts
     exists, unknown            any fact: known / not known (never themselves unknown)
     before, after,             the fact's date against another fact's date or `as_of`
@@ -35,7 +36,8 @@ from ..yaml_source import KeyPath
 VALUE_OPS = ("equals", "in", "contains", "gt", "lt")
 PRESENCE_OPS = ("exists", "unknown")
 DATE_OPS = ("before", "after", "on_or_before", "on_or_after", "during", "within_days")
-OPERATORS = (*VALUE_OPS, *PRESENCE_OPS, *DATE_OPS)
+SET_OPS = ("intersects",)
+OPERATORS = (*VALUE_OPS, *PRESENCE_OPS, *DATE_OPS, *SET_OPS)
 AS_OF = "as_of"
 """The `other` of a date operator that stands for the evaluation date."""
 
@@ -186,13 +188,14 @@ def _parse_leaf(data: Mapping[str, Any], path: KeyPath, problems: list[Problem])
 
 def _check_shape(op: str, data: Mapping[str, Any], path: KeyPath, problems: list[Problem]) -> None:
     needs_value = op in VALUE_OPS
-    needs_other = op in DATE_OPS
+    needs_other = op in DATE_OPS or op in SET_OPS
     if needs_value and "value" not in data:
         problems.append((path, f"'{op}' needs a 'value'"))
     if not needs_value and "value" in data:
         problems.append(((*path, "value"), f"'{op}' takes no 'value'"))
     if needs_other and "other" not in data:
-        problems.append((path, f"'{op}' needs 'other': a fact name or '{AS_OF}'"))
+        what = "a set fact's name" if op in SET_OPS else f"a fact name or '{AS_OF}'"
+        problems.append((path, f"'{op}' needs 'other': {what}"))
     if not needs_other and "other" in data:
         problems.append(((*path, "other"), f"'{op}' takes no 'other'"))
     if op != "within_days" and "days" in data:
@@ -268,9 +271,17 @@ def _check_value(
 def _check_other(
     op: str, other: Any, spec: FactSpec, path: KeyPath, problems: list[Problem]
 ) -> None:
+    where = (*path, "other")
+    if op in SET_OPS and other is not None:
+        if spec.kind != "set":
+            problems.append(((*path, "op"), f"'{op}' tests set facts; this is a {spec.kind} fact"))
+        if not isinstance(other, str) or other not in FACT_CATALOGUE:
+            problems.append((where, unknown_fact_message(other)))
+        elif FACT_CATALOGUE[other].kind != "set":
+            problems.append((where, f"'{other}' is a {FACT_CATALOGUE[other].kind} fact, not a set"))
+        return
     if op not in DATE_OPS or other is None:
         return
-    where = (*path, "other")
     if not isinstance(other, str) or (other != AS_OF and other not in FACT_CATALOGUE):
         problems.append(
             (where, f"{unknown_fact_message(other)}; 'other' is a fact name or '{AS_OF}'")

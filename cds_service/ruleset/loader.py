@@ -108,6 +108,8 @@ def load_ruleset(rules_dir: Path, cards_dir: Path) -> RuleSet:
     registry = _load_registry(rules_dir, errors)
     terminology = _terminology(rules_dir, errors)
     parameters = _parameters(rules_dir, errors)
+    if parameters is not None and registry is not None:
+        errors.extend(_table_sources(rules_dir, parameters, registry))
     drug_groups = _drug_groups(terminology)
     checker = _RuleChecker(rules_dir, cards_dir, registry, drug_groups)
     rules: list[Rule] = []
@@ -135,6 +137,17 @@ def load_ruleset(rules_dir: Path, cards_dir: Path) -> RuleSet:
     return RuleSet(
         tuple(sorted(rules, key=lambda r: r.id)), registry, rules_dir, terminology, parameters
     )
+
+
+def _table_sources(rules_dir: Path, parameters: FactParameters, registry: Registry) -> list[str]:
+    """Every source of the mutation x TKI table is a key of the citation registry."""
+    where = f"{rules_dir.name}/{PARAMETERS_FILE}"
+    return [
+        f"{where}: abl1.reduced_sensitivity[{i}].source: unknown citation '{row.source}' "
+        f"(not in {CITATIONS_FILE})"
+        for i, row in enumerate(parameters.abl1.reduced_sensitivity)
+        if row.source not in registry.citations
+    ]
 
 
 def _parameters(rules_dir: Path, errors: list[str]) -> FactParameters | None:
