@@ -342,3 +342,30 @@ def test_the_finding_records_the_facts_that_decided_it() -> None:
     ]
     assert finding.facts[0].fact.provenance == prov("Condition/r1")
     assert finding.rule_id == "a" and finding.version == "1.2"
+
+
+def test_intersects_compares_two_set_facts() -> None:
+    r = rule(
+        "a",
+        "{fact: order.ingredients, op: intersects, other: tki.mutation_resistance}",
+        on_unknown="fire",
+    )
+    resistant = {"tki.mutation_resistance": Fact(frozenset({"dasatinib"}))}
+    assert fires(r, Facts.build(resistant, [order("dasatinib")]), "order-select") == "match"
+    assert fires(r, Facts.build(resistant, [order("nilotinib")]), "order-select") is None
+    # nothing in the table for this patient: undecided, not "no"
+    assert fires(r, Facts.build({}, [order("dasatinib")]), "order-select") == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("leaf", "message"),
+    [
+        ("{fact: order.ingredients, op: intersects}", "'intersects' needs 'other'"),
+        ("{fact: order.ingredients, op: intersects, other: relapse}", "is a tri fact, not a set"),
+        ("{fact: relapse, op: intersects, other: tki.current}", "'intersects' tests set facts"),
+    ],
+)
+def test_intersects_needs_two_set_facts(leaf: str, message: str) -> None:
+    problems: list[tuple[object, str]] = []
+    parse_condition(parse_yaml(leaf).data, ("when",), problems)  # type: ignore[arg-type]
+    assert any(message in m for _, m in problems), problems
