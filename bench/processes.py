@@ -155,9 +155,11 @@ def start_service(
     log_path: Path,
     extra_env: Mapping[str, str] | None = None,
     source: Path | None = None,
+    workers: int = 1,
 ) -> Server:
     """`cds-service serve` on a free loopback port, ready to answer discovery. With `source`,
-    the package is imported from that tree instead of this one."""
+    the package is imported from that tree instead of this one; `workers` > 1 passes
+    `--workers` (the production serve)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env.update(
         {
@@ -175,7 +177,15 @@ def start_service(
     prefix, how = service_command(source)
     server = _spawn(
         "service",
-        [*prefix, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *prefix,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *(["--workers", str(workers)] if workers > 1 else []),
+        ],
         env,
         log_path,
         how,

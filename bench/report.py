@@ -121,7 +121,8 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def summary_line(results: dict[str, Any]) -> str:
-    """bench: ratio500=… p99_5000_ms=… fetch_p95_ms=… errors=…"""
+    """bench: ratio500=… ratio50=… p99_5000_ms=… c8_share500=… workers2=… fetch_p95_ms=…
+    errors=…"""
     headline = results.get("headline", {})
 
     def fmt(key: str, digits: int) -> str:
@@ -131,6 +132,8 @@ def summary_line(results: dict[str, Any]) -> str:
         return f"{value:.{digits}f}"
 
     return (
-        f"bench: ratio500={fmt('ratio500', 2)} p99_5000_ms={fmt('p99_5000_ms', 1)} "
-        f"fetch_p95_ms={fmt('fetch_p95_ms', 1)} errors={results.get('errors', {}).get('total', 0)}"
+        f"bench: ratio500={fmt('ratio500', 2)} ratio50={fmt('ratio50', 2)} "
+        f"p99_5000_ms={fmt('p99_5000_ms', 1)} c8_share500={fmt('c8_share500', 2)} "
+        f"workers2={fmt('workers2', 2)} fetch_p95_ms={fmt('fetch_p95_ms', 1)} "
+        f"errors={results.get('errors', {}).get('total', 0)}"
     )

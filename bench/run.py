@@ -13,7 +13,13 @@ request read from /proc), quotes the median over rounds and the service / floor 
 fetch path sends requests without prefetch to a real FHIR server on 127.0.0.1. Results go to
 bench/results/<profile>-<time>.json (and .md); the last line printed is
 
-    bench: ratio500=<…> p99_5000_ms=<…> fetch_p95_ms=<…> errors=<n>
+    bench: ratio500=<…> ratio50=<…> p99_5000_ms=<…> c8_share500=<…> workers2=<…>
+           fetch_p95_ms=<…> errors=<n>
+
+`workers2` comes from a second phase: the same 500-entry order-select body at c=8, bursts
+alternating between the one-worker service and a `--workers 2` service (when `serve` offers
+`--workers`). With `--record`, the run's figures are written to bench/FIGURES.md — the one
+place the READMEs point to; nothing is copied by hand.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +59,18 @@ from bench.soak import soak
 T = TypeVar("T")
 RESULTS = REPO / "bench" / "results"
 
-TARGETS = {"ratio500": 1.5, "p99_5000_ms": 250.0, "ratio5000": 1.3, "fetch_p95_ms": 150.0}
+TARGETS = {
+    "ratio500": 1.5,
+    "ratio50": 2.5,
+    "p99_5000_ms": 250.0,
+    "ratio5000": 1.3,
+    "c8_share500": 0.70,
+    "workers2": 1.8,
+    "fetch_p95_ms": 150.0,
+}
+"""Issue targets: ratios are service / floor medians at c=1 (order-select; the other two
+hooks within the same bounds), c8_share500 the service's c=8 throughput as a share of the
+floor's at 500 entries, workers2 the c=8 throughput of `--workers 2` over one worker."""
 
 
 @dataclass(frozen=True)
@@ -260,26 +278,45 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def _worst_ratio(c1: list[dict[str, Any]], entries: int) -> float | None:
+    """The largest service / floor ratio over the hooks measured at `entries`."""
+    ratios = [r["ratio_p50"] for r in c1 if r["entries"] == entries and r["ratio_p50"] is not None]
+    return max(ratios) if ratios else None
+
+
 def conclude(results: dict[str, Any]) -> None:
     """Headline figures, error totals, sanity checks and targets, added to `results`."""
     c1, c8 = results["c1"], results["c8"]
     r500, r5000 = _find(c1, 500, "order-select"), _find(c1, 5000, "order-select")
+    r50 = _find(c1, 50, "order-select")
+    b500 = _find(c8, 500, "order-select")
     fetched = next((f for f in results["fetch"] if "service" in f), None)
+    share = None
+    if b500 and b500["floor"]["throughput_rps"]:
+        share = b500["service"]["throughput_rps"] / b500["floor"]["throughput_rps"]
+    scaling = results.get("workers", {}).get("scaling")
     headline = {
         "ratio500": r500["ratio_p50"] if r500 else None,
+        "ratio50": r50["ratio_p50"] if r50 else None,
         "p99_5000_ms": r5000["service"]["p99_ms"] if r5000 else None,
         "ratio5000": r5000["ratio_p50"] if r5000 else None,
+        "c8_share500": share,
+        "workers2": scaling,
         "fetch_p95_ms": fetched["service"]["p95_ms"] if fetched else None,
+        "worst_ratio500_any_hook": _worst_ratio(c1, 500),
+        "worst_ratio50_any_hook": _worst_ratio(c1, 50),
     }
     results["headline"] = headline
     service_errors = sum(r["service"]["errors"] for r in c1 + c8)
     floor_errors = sum(r["floor"]["errors"] for r in c1 + c8)
     fetch_errors = sum(f["service"]["errors"] for f in results["fetch"] if "service" in f)
+    worker_errors = int(results.get("workers", {}).get("errors", 0))
     results["errors"] = {
         "service": service_errors,
         "floor": floor_errors,
         "fetch": fetch_errors,
-        "total": service_errors + floor_errors + fetch_errors,
+        "workers": worker_errors,
+        "total": service_errors + floor_errors + fetch_errors + worker_errors,
     }
     critical = None
     if r500 is not None:
@@ -300,10 +337,24 @@ def conclude(results: dict[str, Any]) -> None:
             return None
         return value <= limit if inclusive else value < limit
 
+    def at_least(value: float | None, limit: float) -> bool | None:
+        if value is None or math.isnan(value):
+            return None
+        return value >= limit
+
     results["targets"] = {
         "ratio500 <= 1.5": met(headline["ratio500"], TARGETS["ratio500"], True),
+        "ratio50 <= 2.5": met(headline["ratio50"], TARGETS["ratio50"], True),
+        "every hook ratio500 <= 1.5": met(
+            headline["worst_ratio500_any_hook"], TARGETS["ratio500"], True
+        ),
+        "every hook ratio50 <= 2.5": met(
+            headline["worst_ratio50_any_hook"], TARGETS["ratio50"], True
+        ),
         "p99_5000_ms < 250": met(headline["p99_5000_ms"], TARGETS["p99_5000_ms"], False),
         "ratio5000 <= 1.3": met(headline["ratio5000"], TARGETS["ratio5000"], True),
+        "c8_share500 >= 0.70": at_least(headline["c8_share500"], TARGETS["c8_share500"]),
+        "workers2 >= 1.8": at_least(headline["workers2"], TARGETS["workers2"]),
         "fetch_p95_ms < 150": met(headline["fetch_p95_ms"], TARGETS["fetch_p95_ms"], False),
     }
 
@@ -343,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply requests per round and burst lengths"
     )
+    parser.add_argument(
+        "--no-workers", action="store_true", help="skip the --workers 2 scaling phase"
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="write the figures to bench/FIGURES.md"
+    )
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(",") if s)
     hooks = tuple(h for h in args.hooks.split(",") if h)
@@ -362,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         except StartError as exc:
             log(f"bench: the service did not start: {exc}")
-            print("bench: ratio500=n/a p99_5000_ms=n/a fetch_p95_ms=n/a errors=1")
+            print(
+                "bench: ratio500=n/a ratio50=n/a p99_5000_ms=n/a c8_share500=n/a workers2=n/a "
+                "fetch_p95_ms=n/a errors=1"
+            )
             return 2
         floor: Server | None = None
         try:
@@ -381,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
                     fetch=not args.no_fetch,
                     scale=args.scale,
                 )
+                if not args.no_workers and 500 in sizes:
+                    floor.stop()
+                    results["workers"] = workers_phase(
+                        service, Path(tmp), stem, profile, args.client, args.scale, args.service_src
+                    )
         finally:
             service.stop()
             if floor is not None:
@@ -408,8 +473,101 @@ def main(argv: list[str] | None = None) -> int:
     log(f"checks: {results['checks']}")
     log(f"targets: {results['targets']}")
     log(f"results: {path} ({results['wall_seconds']:.0f} s)")
-    print(summary_line(results))
+    line = summary_line(results)
+    if args.record:
+        FIGURES.write_text(figures_page(results, table, line), "utf-8")
+        log(f"figures: {FIGURES}")
+    print(line)
     return 0
+
+
+FIGURES = REPO / "bench" / "FIGURES.md"
+
+
+def figures_page(results: dict[str, Any], table: str, line: str) -> str:
+    """bench/FIGURES.md: the latest recorded run, as the bench wrote it."""
+    targets = "\n".join(
+        f"| {name} | {'met' if ok else 'not met' if ok is False else 'not measured'} |"
+        for name, ok in results["targets"].items()
+    )
+    workers = results.get("workers", {})
+    scaling = ""
+    if "one_worker_rps" in workers:
+        scaling = (
+            f"\n\n`--workers 2` at c=8, 500 entries, order-select: {workers['two_workers_rps']:.0f}"
+            f" req/s against {workers['one_worker_rps']:.0f} req/s for one worker "
+            f"({workers['scaling']:.2f}×, medians over {workers['rounds']} alternating bursts)."
+        )
+    return (
+        "# Benchmark figures\n\n"
+        "Written by `python bench/run.py --record` (see bench/README.md for the method); do not "
+        "edit by hand.\n\n"
+        f"```\n{line}\n```\n\n{table}{scaling}\n\n| target | |\n|---|---|\n{targets}\n"
+    )
+
+
+def serve_offers_workers() -> bool:
+    from bench.processes import service_command
+
+    prefix, _ = service_command()
+    try:
+        out = subprocess.run(
+            [*prefix, "serve", "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--workers" in out.stdout
+
+
+def workers_phase(
+    one: Server,
+    tmp: Path,
+    stem: str,
+    profile: Profile,
+    client: str,
+    scale: float,
+    source: Path | None,
+) -> dict[str, Any]:
+    """c=8 throughput of `--workers 2` over one worker, bursts alternating (500 entries)."""
+    if not serve_offers_workers():
+        log("  workers: `cds-service serve` has no --workers; skipped")
+        return {"skipped": "serve has no --workers"}
+    try:
+        two = start_service(
+            tmp / "data-w2", RESULTS / f"{stem}-service-w2.log", source=source, workers=2
+        )
+    except StartError as exc:
+        log(f"  workers: the 2-worker service did not start: {exc}")
+        return {"skipped": str(exc).splitlines()[0][:300]}
+    try:
+        document = discovery_of(one)
+        templates = templates_from_discovery(document)
+        path = f"/cds-services/{service_ids_from_discovery(document)['order-select']}"
+        body = Body.of(
+            hook_request("order-select", generate_record(500), templates["order-select"])
+        )
+        targets = (Target("one", one, path), Target("two", two, path))
+        row = run_async(
+            alternate_bursts(
+                targets,
+                body,
+                rounds=max(profile.c8_rounds, 2),
+                seconds=_scaled(profile.c8_seconds[500], scale, 0.5),
+                concurrency=8,
+                client=client,
+            )
+        )
+    finally:
+        two.stop()
+    one_rps, two_rps = row["one"]["throughput_rps"], row["two"]["throughput_rps"]
+    log(f"  workers: one {one_rps:.0f} req/s, two {two_rps:.0f} req/s")
+    return {
+        "one_worker_rps": one_rps,
+        "two_workers_rps": two_rps,
+        "scaling": two_rps / one_rps if one_rps else None,
+        "rounds": row["rounds"],
+        "errors": row["one"]["errors"] + row["two"]["errors"],
+    }
 
 
 def soak_run(service: Server, seconds: float, entries: int, client: str) -> dict[str, Any]:

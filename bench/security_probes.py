@@ -209,8 +209,13 @@ class Run:
             return 0
 
 
-def start(source: Path | None, *, auth: bool = False, nofile: int | None = None,
-          env: dict[str, str] | None = None) -> Run:
+def start(
+    source: Path | None,
+    *,
+    auth: bool = False,
+    nofile: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
     tmp = Path(tempfile.mkdtemp(prefix="cds-probe-"))
     _TEMP_DIRS.append(tmp)
     extra = {"CDS_ALLOW_HTTP_FHIR": "true", **(env or {})}
@@ -220,19 +225,27 @@ def start(source: Path | None, *, auth: bool = False, nofile: int | None = None,
     return Run(_spawn(tmp, extra, source, nofile), tmp)
 
 
-def _spawn(tmp: Path, extra: dict[str, str], source: Path | None, nofile: int | None
-           ) -> processes.Server:
+def _spawn(
+    tmp: Path, extra: dict[str, str], source: Path | None, nofile: int | None
+) -> processes.Server:
     """Like processes.start_service (ready on /healthz, so auth may be on), optionally under
     `prlimit --nofile` (a small descriptor limit)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    env.update({"CDS_AUTH": "off", "CDS_DATA_DIR": str(tmp / "data"),
-                "PYTHONPATH": str(source or REPO), **extra})
+    env.update(
+        {
+            "CDS_AUTH": "off",
+            "CDS_DATA_DIR": str(tmp / "data"),
+            "PYTHONPATH": str(source or REPO),
+            **extra,
+        }
+    )
     port = processes.free_port()
     prefix, how = processes.service_command(source)
     limit = ["prlimit", f"--nofile={nofile}:{nofile}"] if nofile else []
     argv = [*limit, *prefix, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    server = processes._spawn("service", argv, env, tmp / "service.log", how, port,
-                              cwd=source or REPO)
+    server = processes._spawn(
+        "service", argv, env, tmp / "service.log", how, port, cwd=source or REPO
+    )
     server.wait_ready("/healthz")
     return server
 
@@ -241,20 +254,35 @@ def hook_body(**over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "hook": "order-select",
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": {"userId": "Practitioner/doc-1", "patientId": "pt-1",
-                    "selections": ["MedicationRequest/draft-1"],
-                    "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [
-                        {"resource": {"resourceType": "MedicationRequest", "id": "draft-1",
-                                      "status": "draft", "intent": "order",
-                                      "subject": {"reference": "Patient/pt-1"},
-                                      "medicationCodeableConcept": {"text": "dasatinib"}}}]}},
+        "context": {
+            "userId": "Practitioner/doc-1",
+            "patientId": "pt-1",
+            "selections": ["MedicationRequest/draft-1"],
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "MedicationRequest",
+                            "id": "draft-1",
+                            "status": "draft",
+                            "intent": "order",
+                            "subject": {"reference": "Patient/pt-1"},
+                            "medicationCodeableConcept": {"text": "dasatinib"},
+                        }
+                    }
+                ],
+            },
+        },
     }
     body.update(over)
     return body
 
 
-def post(base: str, path: str, body: Any, headers: dict[str, str] | None = None,
-         timeout: float = 60.0) -> tuple[int, dict[str, str], bytes, float]:
+def post(
+    base: str, path: str, body: Any, headers: dict[str, str] | None = None, timeout: float = 60.0
+) -> tuple[int, dict[str, str], bytes, float]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
@@ -262,12 +290,20 @@ def post(base: str, path: str, body: Any, headers: dict[str, str] | None = None,
     try:
         # refused before the body was sent whole: the answer may be waiting all the same
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            conn.request("POST", path, body=data, headers={"Content-Type": "application/json",
-                                                           **(headers or {})})
+            conn.request(
+                "POST",
+                path,
+                body=data,
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
         resp = conn.getresponse()
         payload = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload, \
-            time.monotonic() - started
+        return (
+            resp.status,
+            {k.lower(): v for k, v in resp.getheaders()},
+            payload,
+            time.monotonic() - started,
+        )
     finally:
         conn.close()
 
@@ -349,8 +385,11 @@ def _audience(source: Path | None) -> str:
     try:
         other = "http://other-cds.example.org/cds-services"
         conn = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=10)
-        conn.request("GET", "/cds-services", headers={"Host": "other-cds.example.org",
-                                                      "Authorization": EHR.bearer(other)})
+        conn.request(
+            "GET",
+            "/cds-services",
+            headers={"Host": "other-cds.example.org", "Authorization": EHR.bearer(other)},
+        )
         status = conn.getresponse().status
         conn.close()
         return f"{status}" + (" (accepted)" if status == 200 else " (refused)")
@@ -362,12 +401,16 @@ def _audience(source: Path | None) -> str:
 def _trailing(source: Path | None) -> str:
     run = start(source, auth=True)
     try:
-        status, headers, payload, _ = post(run.server.base, SELECT + "/", hook_body(),
-                                           {"Host": "evil.example"})
+        status, headers, payload, _ = post(
+            run.server.base, SELECT + "/", hook_body(), {"Host": "evil.example"}
+        )
         where = headers.get("location")
         outcome = b"OperationOutcome" in payload
-        return f"{status}" + (f", Location {where}" if where else "") + (
-            ", OperationOutcome" if outcome else ", no OperationOutcome")
+        return (
+            f"{status}"
+            + (f", Location {where}" if where else "")
+            + (", OperationOutcome" if outcome else ", no OperationOutcome")
+        )
     finally:
         run.server.stop()
 
@@ -376,8 +419,9 @@ def _fetch_probe(source: Path | None, fhir: str, *, loopback: bool) -> tuple[str
     env = {"CDS_ALLOW_LOOPBACK_FHIR": "true"} if loopback else {}
     run = start(source, env=env)
     try:
-        body = hook_body(fhirServer=fhir,
-                         fhirAuthorization={"access_token": PROBE_TOKEN, "token_type": "Bearer"})
+        body = hook_body(
+            fhirServer=fhir, fhirAuthorization={"access_token": PROBE_TOKEN, "token_type": "Bearer"}
+        )
         status, _, payload, took = post(run.server.base, SELECT, body)
         return f"{status} in {took:.2f} s: {diagnostics(payload)}", took
     finally:
@@ -388,8 +432,9 @@ def _fetch_probe(source: Path | None, fhir: str, *, loopback: bool) -> tuple[str
 def _unspecified(source: Path | None) -> str:
     server, seen = start_hostile()
     try:
-        text, _ = _fetch_probe(source, f"http://0.0.0.0:{server.server_port}/record",
-                               loopback=False)
+        text, _ = _fetch_probe(
+            source, f"http://0.0.0.0:{server.server_port}/record", loopback=False
+        )
         return f"{text}; hostile server: {seen.connections} connection(s)"
     finally:
         server.shutdown()
@@ -399,8 +444,9 @@ def _unspecified(source: Path | None) -> str:
 def _loopback(source: Path | None) -> str:
     server, seen = start_hostile()
     try:
-        text, _ = _fetch_probe(source, f"http://127.0.0.1:{server.server_port}/record",
-                               loopback=False)
+        text, _ = _fetch_probe(
+            source, f"http://127.0.0.1:{server.server_port}/record", loopback=False
+        )
         tokens = sum(1 for _, auth in seen.requests if auth and PROBE_TOKEN in auth)
         return f"{text}; hostile server: {seen.connections} connection(s), token sent {tokens}x"
     finally:
@@ -415,15 +461,21 @@ def _memory_probe(source: Path | None, mode: str) -> str:
     try:
         base = f"http://127.0.0.1:{server.server_port}"
         token = {"access_token": PROBE_TOKEN, "token_type": "Bearer"}
-        post(run.server.base, SELECT, hook_body(fhirServer=base + "/record",
-                                                fhirAuthorization=token))  # warm-up
+        post(
+            run.server.base, SELECT, hook_body(fhirServer=base + "/record", fhirAuthorization=token)
+        )  # warm-up
         before, cpu = run.peak_mib(), run.server.cpu_seconds()
-        status, _, payload, took = post(run.server.base, SELECT,
-                                        hook_body(fhirServer=f"{base}/{mode}",
-                                                  fhirAuthorization=token), timeout=300)
+        status, _, payload, took = post(
+            run.server.base,
+            SELECT,
+            hook_body(fhirServer=f"{base}/{mode}", fhirAuthorization=token),
+            timeout=300,
+        )
         grown = run.peak_mib() - before
-        return (f"{status} in {took:.1f} s, CPU {run.server.cpu_seconds() - cpu:.1f} s, "
-                f"peak RSS +{grown:.0f} MiB: {diagnostics(payload)[:70]}")
+        return (
+            f"{status} in {took:.1f} s, CPU {run.server.cpu_seconds() - cpu:.1f} s, "
+            f"peak RSS +{grown:.0f} MiB: {diagnostics(payload)[:70]}"
+        )
     finally:
         run.server.stop()
         server.shutdown()
@@ -449,7 +501,7 @@ def _gzip(source: Path | None) -> str:
     return _memory_probe(source, "gzip")
 
 
-@probe("id-dot", "patientId \".\" and \"..\" (fetch path)")
+@probe("id-dot", 'patientId "." and ".." (fetch path)')
 def _ids(source: Path | None) -> str:
     server, seen = start_hostile()
     run = start(source, env={"CDS_ALLOW_LOOPBACK_FHIR": "true"})
@@ -457,13 +509,15 @@ def _ids(source: Path | None) -> str:
         out = []
         for pid in (".", ".."):
             seen.requests.clear()
-            body = hook_body(fhirServer=f"http://127.0.0.1:{server.server_port}/record",
-                             fhirAuthorization={"access_token": PROBE_TOKEN,
-                                                "token_type": "Bearer"})
+            body = hook_body(
+                fhirServer=f"http://127.0.0.1:{server.server_port}/record",
+                fhirAuthorization={"access_token": PROBE_TOKEN, "token_type": "Bearer"},
+            )
             body["context"]["patientId"] = pid
             status, _, _, _ = post(run.server.base, SELECT, body)
-            patient = sorted({p for p, _ in seen.requests if p.startswith("/Patient")
-                              or p in ("/", "")})
+            patient = sorted(
+                {p for p, _ in seen.requests if p.startswith("/Patient") or p in ("/", "")}
+            )
             out.append(f"{pid!r}: {status}, Patient requests sent {patient or 'none'}")
         return "; ".join(out)
     finally:
@@ -477,8 +531,14 @@ def _nested(source: Path | None) -> str:
     try:
         body = hook_body()
         orders = json.dumps(body["context"].pop("draftOrders")).encode()
-        raw = json.dumps(body).encode()[:-2] + b', "draftOrders": ' + b"[" * 1000 + orders \
-            + b"]" * 1000 + b"}}"
+        raw = (
+            json.dumps(body).encode()[:-2]
+            + b', "draftOrders": '
+            + b"[" * 1000
+            + orders
+            + b"]" * 1000
+            + b"}}"
+        )
         status, _, payload, _ = post(run.server.base, SELECT, raw)
         return f"{status}: {diagnostics(payload)[:80]}"
     finally:
@@ -513,8 +573,10 @@ def _header_256(source: Path | None) -> str:
         answer, sent, took = _send_header(run.server.base, 256 * MIB)
         time.sleep(0.5)
         cpu_used, grown = run.server.cpu_seconds() - cpu, run.peak_mib() - before
-        return (f"{answer} after {sent // MIB} MiB sent, {took:.1f} s; service CPU "
-                f"{cpu_used:.1f} s, peak RSS +{grown:.0f} MiB")
+        return (
+            f"{answer} after {sent // MIB} MiB sent, {took:.1f} s; service CPU "
+            f"{cpu_used:.1f} s, peak RSS +{grown:.0f} MiB"
+        )
     finally:
         run.server.stop()
 
@@ -526,8 +588,10 @@ def _header_64(source: Path | None) -> str:
         with Poller(run.server.base) as poller:
             answer, sent, _ = _send_header(run.server.base, 64 * MIB)
             time.sleep(0.3)
-        return (f"attacker: {answer} after {sent // MIB} MiB; other client's worst /healthz "
-                f"{poller.worst * 1000:.0f} ms, {poller.failures} failed")
+        return (
+            f"attacker: {answer} after {sent // MIB} MiB; other client's worst /healthz "
+            f"{poller.worst * 1000:.0f} ms, {poller.failures} failed"
+        )
     finally:
         run.server.stop()
 
@@ -537,8 +601,11 @@ def _many_headers(source: Path | None) -> str:
     run = start(source)
     try:
         sock = raw_connect(run.server.base)
-        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(
-            b"X-H-%d: v\r\n" % i for i in range(20_000)) + b"\r\n"
+        head = (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H-%d: v\r\n" % i for i in range(20_000))
+            + b"\r\n"
+        )
         try:
             sock.sendall(head)
             answer = read_status(sock)
@@ -553,8 +620,10 @@ def _many_headers(source: Path | None) -> str:
 def _slow_body(base: str, limit: float) -> tuple[str, float]:
     sock = raw_connect(base, timeout=limit + 5)
     started = time.monotonic()
-    sock.sendall(b"POST " + SELECT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                 b"application/json\r\nContent-Length: 100000\r\n\r\n")
+    sock.sendall(
+        b"POST " + SELECT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        b"application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
     sock.settimeout(1.0)
     answer = ""
     while time.monotonic() - started < limit:
@@ -627,14 +696,22 @@ def _idle(source: Path | None) -> str:
 def _feedback(source: Path | None) -> str:
     run = start(source)
     try:
-        items = [{"card": f"card-{i}", "outcome": "overridden",
-                  "outcomeTimestamp": "2026-11-22T10:00:00Z"} for i in range(60_000)]
+        items = [
+            {
+                "card": f"card-{i}",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-22T10:00:00Z",
+            }
+            for i in range(60_000)
+        ]
         with Poller(run.server.base) as poller:
-            status, _, _payload, took = post(run.server.base, SELECT + "/feedback",
-                                            {"feedback": items})
+            status, _, _payload, took = post(
+                run.server.base, SELECT + "/feedback", {"feedback": items}
+            )
             time.sleep(0.2)
-        return (f"{status} in {took:.2f} s; other client's worst /healthz "
-                f"{poller.worst * 1000:.0f} ms")
+        return (
+            f"{status} in {took:.2f} s; other client's worst /healthz {poller.worst * 1000:.0f} ms"
+        )
     finally:
         run.server.stop()
 
@@ -643,8 +720,15 @@ def _feedback(source: Path | None) -> str:
 def _log(source: Path | None) -> str:
     run = start(source)
     try:
-        keys = ("patient", "conditions", "medicationAdministrations", "medicationRequests",
-                "medicationStatements", "observations", "procedures")
+        keys = (
+            "patient",
+            "conditions",
+            "medicationAdministrations",
+            "medicationRequests",
+            "medicationStatements",
+            "observations",
+            "procedures",
+        )
         body = hook_body(hookInstance="h" * (4 * MIB), prefetch=dict.fromkeys(keys))
         status, _, _, _ = post(run.server.base, SELECT, body)
         time.sleep(0.3)
@@ -660,8 +744,9 @@ def _shutdown(source: Path | None) -> str:
     stop = threading.Event()
 
     def trickle() -> None:
-        sock.sendall(b"POST " + SELECT.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Length: 100000\r\n\r\n")
+        sock.sendall(
+            b"POST " + SELECT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        )
         while not stop.is_set():
             try:
                 sock.sendall(b" ")
@@ -688,8 +773,12 @@ def _shutdown(source: Path | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--service-src", type=Path, default=None,
-                        help="run the service from this source tree (e.g. the commit before)")
+    parser.add_argument(
+        "--service-src",
+        type=Path,
+        default=None,
+        help="run the service from this source tree (e.g. the commit before)",
+    )
     parser.add_argument("--only", default="", help="comma-separated probe names")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
