@@ -25,20 +25,12 @@ import httpx
 import pytest
 
 from tests.support import cds_hooks_sandbox as sbx
+from tests.support.browser import FLAGS
 from tests.test_demo import _clean_env, _command, _read_until
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+CHROMIUM_FLAGS = tuple(f for f in FLAGS if not f.startswith("--window-size"))
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>sandbox stand-in</title></head>
 <body><pre id="out">running</pre><script>
